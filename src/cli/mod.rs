@@ -1,0 +1,89 @@
+//! The command line: clap definitions and dispatch. Each verb's work lives
+//! in the library; this layer adds context and exit codes.
+
+mod check;
+mod doctor;
+mod messaging;
+mod peer;
+mod status;
+
+use clap::{Parser, Subcommand};
+use peerspool::root::Root;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "peerspool", version, about = "Keep a team of AI coding agents reachable through file spools and tmux sessions")]
+pub struct Cli {
+    /// Root directory (default: $PEERSPOOL_HOME, $XDG_STATE_HOME/peerspool, ~/.local/state/peerspool)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Enqueue a task for a peer and print its id
+    Send(messaging::SendArgs),
+    /// Inside a session: answer the task being worked on
+    Reply(messaging::ReplyArgs),
+    /// Manage peers
+    #[command(subcommand)]
+    Peer(peer::PeerCmd),
+    /// Show the daemon and every peer's queue and session
+    Status(status::StatusArgs),
+    /// Judge files as the daemon would and print the verdicts
+    #[command(subcommand)]
+    Spool(check::SpoolCmd),
+    /// Check tmux, inotify limits, permissions and runtimes
+    Doctor,
+    /// Operator halt: the peer is not woken; its tasks wait in the spool
+    Stop { peer: String },
+    /// Release an operator halt
+    Start { peer: String },
+}
+
+pub fn root(cli_root: &Option<PathBuf>) -> peerspool::Result<Root> {
+    match cli_root {
+        Some(p) => Ok(Root::new(p.clone())),
+        None => Root::from_env(),
+    }
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn run() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = e.downcast_ref::<peerspool::Error>().map(|e| e.exit_code()).unwrap_or(1);
+            eprintln!("peerspool: {}", one_line(&format!("{e:#}")));
+            code
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let root = root(&cli.root)?;
+    match cli.cmd {
+        Cmd::Send(a) => messaging::send(&root, a),
+        Cmd::Reply(a) => messaging::reply(&root, a),
+        Cmd::Peer(c) => peer::run(&root, c),
+        Cmd::Status(a) => status::run(&root, a),
+        Cmd::Spool(c) => check::run(c),
+        Cmd::Doctor => doctor::run(&root),
+        Cmd::Stop { peer } => status::set_stopped(&root, &peer, true),
+        Cmd::Start { peer } => status::set_stopped(&root, &peer, false),
+    }
+}

@@ -1,0 +1,101 @@
+use clap::Args;
+use peerspool::profile::{Profile, WakePolicy};
+use peerspool::root::Root;
+use peerspool::state::{now_ms, PeerState};
+use peerspool::tmux::Tmux;
+use peerspool::{spool, Error};
+use serde_json::json;
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn peer_status(root: &Root, name: &str) -> anyhow::Result<serde_json::Value> {
+    let p = root.peer(name)?;
+    let st = PeerState::new(root, name);
+    let prof = Profile::load(&p.profile());
+    let live = Tmux::new(root.tmux_socket(name)).alive_blocking();
+    let now = now_ms();
+    let sess = st.session();
+    let window = peerspool::config::from_env().0.crashloop_window.as_millis() as u64;
+    let recent_deaths = st.deaths().iter().filter(|&&d| now.saturating_sub(d) <= window).count();
+    Ok(json!({
+        "name": name,
+        "runtime": prof.as_ref().map(|p| p.runtime.as_str()).unwrap_or("invalid"),
+        "policy": match &prof { Ok(p) if p.wake_policy == WakePolicy::Ephemeral => "ephemeral", Ok(_) => "warm", Err(_) => "-" },
+        "profile_error": prof.as_ref().err().map(|e| e.to_string()),
+        "session": if live { "live" } else { "asleep" },
+        "stopped": st.stopped(),
+        "queued": spool::depth(&p.spool_sub("new")),
+        "in_flight": spool::depth(&p.spool_sub("cur")),
+        "done": spool::depth(&p.spool_sub("done")),
+        "failed": spool::depth(&p.spool_sub("failed")),
+        "outbox_failed": spool::depth(&p.outbox_sub("failed")),
+        "last_activity_age_secs": st.activity_ms().map(|a| now.saturating_sub(a) / 1000),
+        "armed": live && sess.as_ref().is_some_and(|s| s.armed_at_ms.is_some()),
+        "recent_deaths": recent_deaths,
+        "blocked": st.blocked(),
+        "current_task": if live { st.current().map(|c| c.id) } else { None },
+    }))
+}
+
+pub fn run(root: &Root, a: StatusArgs) -> anyhow::Result<i32> {
+    root.check()?;
+    let pid = peerspool::lock::running(root);
+    let peers = root.peer_names()?.iter().map(|n| peer_status(root, n)).collect::<anyhow::Result<Vec<_>>>()?;
+    if a.json {
+        let v = json!({"root": root.path, "daemon": {"running": pid.is_some(), "pid": pid}, "peers": peers});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    match pid {
+        Some(p) => println!("daemon: running (pid {p}) on {}", root.path.display()),
+        None => println!("daemon: not running on {}", root.path.display()),
+    }
+    if peers.is_empty() {
+        println!("no peers (add one with `peerspool peer add`)");
+        return Ok(0);
+    }
+    println!("{:<20} {:<8} {:<9} {:<7} {:>6} {:>6} {:>6} {:>6} {:>9} {:<5} {:>6}  note",
+        "PEER", "RUNTIME", "POLICY", "SESSION", "QUEUED", "FLIGHT", "DONE", "FAILED", "ACTIVITY", "ARMED", "DEATHS");
+    for p in &peers {
+        let age = p["last_activity_age_secs"].as_u64().map(|s| format!("{s}s ago")).unwrap_or_else(|| "-".into());
+        let mut note = vec![];
+        if p["stopped"].as_bool() == Some(true) {
+            note.push("STOPPED".to_string());
+        }
+        if let Some(b) = p["blocked"].as_str() {
+            note.push(b.to_string());
+        }
+        if let Some(e) = p["profile_error"].as_str() {
+            note.push(e.to_string());
+        }
+        println!("{:<20} {:<8} {:<9} {:<7} {:>6} {:>6} {:>6} {:>6} {:>9} {:<5} {:>6}  {}",
+            p["name"].as_str().unwrap_or(""), p["runtime"].as_str().unwrap_or(""), p["policy"].as_str().unwrap_or(""),
+            p["session"].as_str().unwrap_or(""), n(&p["queued"]), n(&p["in_flight"]), n(&p["done"]), n(&p["failed"]), age,
+            if p["armed"].as_bool() == Some(true) { "yes" } else { "no" }, n(&p["recent_deaths"]), note.join("; "));
+    }
+    Ok(0)
+}
+
+fn n(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+pub fn set_stopped(root: &Root, peer: &str, stop: bool) -> anyhow::Result<i32> {
+    root.peer(peer)?;
+    if !root.is_peer(peer) {
+        return Err(Error::UnknownPeer(peer.into()).into());
+    }
+    let st = PeerState::new(root, peer);
+    st.set_stopped(stop)?;
+    if !stop {
+        st.clear_deaths();
+        st.set_blocked(None);
+    }
+    println!("{peer}: {}", if stop { "stopped (tasks wait in the spool)" } else { "started" });
+    Ok(0)
+}

@@ -1,0 +1,20 @@
+//! peerspool: a host daemon that keeps a team of AI coding agents
+//! reachable. The filesystem is the interface: tasks are JSON files in a
+//! peer's spool, replies are JSON files in its outbox.
+
+pub mod config;
+pub mod error;
+pub mod format;
+pub mod logfmt;
+pub mod names;
+pub mod profile;
+pub mod root;
+pub mod sanitize;
+pub mod spool;
+
+pub use error::{Error, Result};
+pub mod lock;
+pub mod send;
+pub mod state;
+pub mod tmux;
+pub mod wait;

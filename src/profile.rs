@@ -1,0 +1,189 @@
+//! `peers/<name>/peer.json`: how a peer is launched and watched.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    Claude,
+    Codex,
+    Command,
+}
+
+impl RuntimeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeKind::Claude => "claude",
+            RuntimeKind::Codex => "codex",
+            RuntimeKind::Command => "command",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WakePolicy {
+    #[default]
+    Warm,
+    Ephemeral,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub runtime: RuntimeKind,
+    pub cwd: PathBuf,
+    #[serde(default)]
+    pub wake_policy: WakePolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// For `command`: argv used instead of `command` when resuming a parked
+    /// session (absent: the runtime cannot resume and always starts fresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_pattern: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_secs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_secs: Option<f64>,
+    /// A human also types into this session (`peerspool attach`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub human: bool,
+}
+
+impl Profile {
+    pub fn new(runtime: RuntimeKind, cwd: PathBuf) -> Self {
+        Profile {
+            runtime,
+            cwd,
+            wake_policy: WakePolicy::Warm,
+            command: None,
+            resume_command: None,
+            activity: None,
+            ready_pattern: None,
+            initial_prompt: None,
+            env: BTreeMap::new(),
+            idle_secs: None,
+            quiet_secs: None,
+            human: false,
+        }
+    }
+
+    /// Semantic checks serde cannot express. Returns warnings that do not
+    /// make the profile unusable.
+    pub fn validate(&self) -> std::result::Result<Vec<String>, String> {
+        if !self.cwd.is_absolute() {
+            return Err(format!("cwd {:?} is not an absolute path", self.cwd));
+        }
+        for (k, argv) in [("command", &self.command), ("resume_command", &self.resume_command)] {
+            if argv.as_ref().is_some_and(|a| a.is_empty() || a[0].is_empty()) {
+                return Err(format!("{k} must be a non-empty argv array"));
+            }
+        }
+        if self.runtime == RuntimeKind::Command && self.command.is_none() {
+            return Err("runtime \"command\" needs a \"command\" argv array".into());
+        }
+        if let Some(re) = &self.ready_pattern {
+            regex::Regex::new(re).map_err(|e| format!("ready_pattern is not a valid regex: {}", one_line(&e.to_string())))?;
+        }
+        if let Some(g) = &self.activity {
+            glob::Pattern::new(g).map_err(|e| format!("activity is not a valid glob: {e}"))?;
+        }
+        for k in self.env.keys() {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err(format!("env key {k:?} is not a valid variable name"));
+            }
+        }
+        for (k, v) in [("idle_secs", self.idle_secs), ("quiet_secs", self.quiet_secs)] {
+            if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+                return Err(format!("{k} must be a positive number"));
+            }
+        }
+        let mut warn = vec![];
+        if self.wake_policy == WakePolicy::Ephemeral && self.human {
+            warn.push("ephemeral peer declares a human interface: its session is reaped after every task, so a human's typing is lost".into());
+        }
+        if !self.cwd.is_dir() {
+            warn.push(format!("cwd {} does not exist (yet)", self.cwd.display()));
+        }
+        Ok(warn)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let err = |reason: String| Error::Profile { path: path.into(), reason };
+        let md = std::fs::symlink_metadata(path).map_err(|e| err(e.to_string()))?;
+        if !md.is_file() {
+            return Err(err("is not a regular file".into()));
+        }
+        if md.len() > 256 * 1024 {
+            return Err(err("is larger than 256 KiB".into()));
+        }
+        let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let p: Profile = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
+        p.validate().map_err(err)?;
+        Ok(p)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd() -> Profile {
+        let mut p = Profile::new(RuntimeKind::Command, "/tmp".into());
+        p.command = Some(vec!["cat".into()]);
+        p
+    }
+
+    #[test]
+    fn command_runtime_needs_argv_and_absolute_cwd() {
+        assert!(cmd().validate().is_ok());
+        let mut p = cmd();
+        p.command = None;
+        assert!(p.validate().unwrap_err().contains("command"));
+        let mut p = cmd();
+        p.cwd = "rel/dir".into();
+        assert!(p.validate().unwrap_err().contains("absolute"));
+    }
+
+    #[test]
+    fn bad_regex_and_unknown_fields_are_refused() {
+        let mut p = cmd();
+        p.ready_pattern = Some("(".into());
+        assert!(p.validate().unwrap_err().contains("ready_pattern"));
+        let e = serde_json::from_str::<Profile>(r#"{"runtime":"command","cwd":"/","bogus":1}"#);
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn ephemeral_with_human_warns() {
+        let mut p = cmd();
+        p.wake_policy = WakePolicy::Ephemeral;
+        p.human = true;
+        assert_eq!(p.validate().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn roundtrips() {
+        let p = cmd();
+        assert_eq!(serde_json::from_str::<Profile>(&p.to_json()).unwrap(), p);
+    }
+}

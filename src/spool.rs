@@ -1,0 +1,234 @@
+//! Maildir-style queue directories: stage in `tmp/`, rename into `new/`,
+//! claim into `cur/`, finish into `done/` (or `sent/`), fail into
+//! `failed/` with a `.error` sibling. Renames are the only state changes,
+//! so a file is in exactly one place at every instant.
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::{is_message_name, safe_file_name, Reject};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A file name that sorts in arrival order: 20-digit UTC nanoseconds, then
+/// pid and a per-process counter mixed with the clock so that names from
+/// concurrent processes never collide.
+pub fn unique_name() -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let salt = crate::root::fnv1a(&ns.to_le_bytes()) as u32 ^ seq.rotate_left(16);
+    format!("{ns:020}-{}-{seq:04}{salt:08x}.json", std::process::id())
+}
+
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|f| f.sync_all()).at(dir)
+}
+
+/// Writes `bytes` durably into `new_dir/name` via `tmp_dir`: create
+/// exclusively (0600), write, fsync, rename, fsync the directory.
+pub fn write_atomic(tmp_dir: &Path, new_dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+    let tmp = tmp_dir.join(name);
+    let dst = new_dir.join(name);
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).at(&tmp)?;
+    let res = f.write_all(bytes).and_then(|_| f.sync_all()).at(&tmp).and_then(|_| fs::rename(&tmp, &dst).at(&dst));
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res?;
+    fsync_dir(new_dir)?;
+    Ok(dst)
+}
+
+/// Message names in a directory, sorted (the delivery order).
+pub fn list(dir: &Path) -> Result<Vec<String>> {
+    let mut v: Vec<String> = match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok().or_else(|| Some(lossy_marker(&e.file_name()))))
+            .filter(|n| is_message_name(n))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// Non-UTF-8 names cannot be handled by name later; they are surfaced as an
+/// impossible name so the caller fails them instead of silently skipping.
+fn lossy_marker(n: &std::ffi::OsStr) -> String {
+    format!("\u{1}{}", n.to_string_lossy())
+}
+
+/// Number of message files in a directory (for status).
+pub fn depth(dir: &Path) -> usize {
+    fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).filter(|e| e.file_name().to_str().is_some_and(is_message_name)).count())
+        .unwrap_or(0)
+}
+
+/// Moves `from/name` to `to/name`. Returns false when it was already gone
+/// (another pass took it), which callers treat as "not mine".
+pub fn move_to(from: &Path, to: &Path, name: &str) -> Result<bool> {
+    match fs::rename(from.join(name), to.join(name)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(from.join(name), e)),
+    }
+}
+
+/// Moves a judged-bad entry into `failed/` with a one-line `.error` beside it.
+pub fn fail(from: &Path, failed: &Path, name: &str, reason: &str) -> Result<()> {
+    let line: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let err = failed.join(format!("{name}.error"));
+    fs::write(&err, format!("{line}\n")).at(&err)?;
+    move_to(from, failed, name)?;
+    Ok(())
+}
+
+/// What a reader may accept, and whose files count as ours.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_bytes: u64,
+    pub uid: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_bytes: crate::format::DEFAULT_MAX_BYTES, uid: crate::root::uid() }
+    }
+}
+
+fn kind_of(ft: &fs::FileType) -> &'static str {
+    if ft.is_symlink() { "symlink" }
+    else if ft.is_dir() { "directory" }
+    else if ft.is_fifo() { "FIFO" }
+    else if ft.is_socket() { "socket" }
+    else if ft.is_block_device() || ft.is_char_device() { "device" }
+    else { "special file" }
+}
+
+fn check_meta(md: &fs::Metadata, lim: &Limits) -> Result<(), Reject> {
+    let ft = md.file_type();
+    if !ft.is_file() {
+        return Err(Reject::NotRegularFile(kind_of(&ft)));
+    }
+    if md.uid() != lim.uid {
+        return Err(Reject::ForeignOwner(md.uid()));
+    }
+    if md.nlink() > 1 {
+        return Err(Reject::MultipleLinks(md.nlink()));
+    }
+    let mode = md.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(Reject::WritableByOthers(mode));
+    }
+    if md.len() > lim.max_bytes {
+        return Err(Reject::TooLarge { size: md.len(), limit: lim.max_bytes });
+    }
+    Ok(())
+}
+
+/// Reads a queue entry the safe way: lstat first (never follow, never open
+/// a FIFO or device), open with O_NOFOLLOW|O_NONBLOCK, re-check the opened
+/// inode, and read at most the limit plus one byte.
+pub fn read_checked(path: &Path, lim: &Limits) -> Result<Vec<u8>, Reject> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("\u{1}");
+    if !safe_file_name(name) {
+        return Err(Reject::BadFileName);
+    }
+    let md = fs::symlink_metadata(path).map_err(|e| Reject::Unreadable(e.to_string()))?;
+    check_meta(&md, lim)?;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Reject::Unreadable(e.to_string()))?;
+    let md2 = f.metadata().map_err(|e| Reject::Unreadable(e.to_string()))?;
+    if md2.ino() != md.ino() || md2.dev() != md.dev() {
+        return Err(Reject::Unreadable("file was replaced while being read".into()));
+    }
+    check_meta(&md2, lim)?;
+    let mut buf = Vec::with_capacity(md2.len() as usize);
+    f.take(lim.max_bytes + 1).read_to_end(&mut buf).map_err(|e| Reject::Unreadable(e.to_string()))?;
+    if buf.len() as u64 > lim.max_bytes {
+        return Err(Reject::TooLarge { size: buf.len() as u64, limit: lim.max_bytes });
+    }
+    Ok(buf)
+}
+
+/// Keeps `done/` bounded: removes entries older than `max_age`, then the
+/// oldest by name beyond `max_count`. Returns how many were removed.
+pub fn prune(dir: &Path, max_age: Duration, max_count: usize, now: SystemTime) -> Result<usize> {
+    let names = list(dir)?;
+    let mut removed = 0;
+    let excess = names.len().saturating_sub(max_count);
+    for (i, n) in names.into_iter().enumerate() {
+        let p = dir.join(&n);
+        let old = fs::symlink_metadata(&p)
+            .and_then(|m| m.modified())
+            .map(|m| now.duration_since(m).unwrap_or_default() > max_age)
+            .unwrap_or(false);
+        if i < excess || old {
+            if fs::remove_file(&p).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// A spool or outbox: the five (or four) Maildir subdirectories.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    pub tmp: PathBuf,
+    pub new: PathBuf,
+    pub cur: PathBuf,
+    pub done: PathBuf,
+    pub failed: PathBuf,
+}
+
+impl Queue {
+    pub fn spool(p: &crate::root::PeerPaths) -> Self {
+        Queue {
+            tmp: p.spool_sub("tmp"),
+            new: p.spool_sub("new"),
+            cur: p.spool_sub("cur"),
+            done: p.spool_sub("done"),
+            failed: p.spool_sub("failed"),
+        }
+    }
+
+    /// The outbox has no `cur/`: routing is one rename, so `new/` doubles
+    /// as the in-flight place and `sent/` is its `done/`.
+    pub fn outbox(p: &crate::root::PeerPaths) -> Self {
+        Queue {
+            tmp: p.outbox_sub("tmp"),
+            new: p.outbox_sub("new"),
+            cur: p.outbox_sub("new"),
+            done: p.outbox_sub("sent"),
+            failed: p.outbox_sub("failed"),
+        }
+    }
+
+    pub fn enqueue(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+        write_atomic(&self.tmp, &self.new, name, bytes)
+    }
+}
+
+/// Removes staging files a crashed writer left in `tmp/` (older than `age`).
+pub fn sweep_tmp(tmp: &Path, age: Duration, now: SystemTime) -> usize {
+    let Ok(rd) = fs::read_dir(tmp) else { return 0 };
+    rd.filter_map(|e| e.ok())
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .map(|m| now.duration_since(m).unwrap_or_default() > age)
+                .unwrap_or(false)
+        })
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}

@@ -1,0 +1,201 @@
+//! The daemon's per-peer markers under `<root>/state/peers/<name>/`. They
+//! are files so that CLI verbs (stop/start, status, reply) and a restarted
+//! daemon see the same truth. Not part of the public contract.
+
+use crate::error::{IoContext, Result};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const DEATHS_KEPT: usize = 16;
+pub const TOPICS_KEPT: usize = 16;
+
+pub fn now_ms() -> u64 {
+    ms(SystemTime::now())
+}
+
+pub fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub fn from_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// The task a session is working on: what `peerspool reply` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Current {
+    pub id: String,
+    pub from: String,
+    pub reply_to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
+/// A live session as the daemon last recorded it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub woke_at_ms: u64,
+    pub mode: String,
+    #[serde(default)]
+    pub delivered: u64,
+    #[serde(default)]
+    pub armed_at_ms: Option<u64>,
+    #[serde(default)]
+    pub last_delivery_ms: Option<u64>,
+    /// Ephemeral: the one task this session exists for.
+    #[serde(default)]
+    pub task: Option<String>,
+}
+
+/// Why a wake of a parked peer resumed: the park mark remembers topics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Park {
+    pub at_ms: u64,
+    #[serde(default)]
+    pub topics: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerState {
+    pub dir: PathBuf,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(p: &Path) -> Option<T> {
+    fs::read(p).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Replaces a small file atomically (write a temp sibling, rename).
+pub fn replace_file(p: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = p.with_extension("tmp~");
+    fs::write(&tmp, bytes).at(&tmp)?;
+    fs::rename(&tmp, p).at(p)
+}
+
+pub fn write_json<T: Serialize>(p: &Path, v: &T) -> Result<()> {
+    replace_file(p, &serde_json::to_vec(v).unwrap_or_default())
+}
+
+impl PeerState {
+    pub fn new(root: &crate::root::Root, peer: &str) -> Self {
+        PeerState { dir: root.peer_state(peer) }
+    }
+
+    pub fn ensure(&self) -> Result<()> {
+        crate::root::mkdir_private(&self.dir)
+    }
+
+    fn p(&self, n: &str) -> PathBuf {
+        self.dir.join(n)
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.p("stopped").exists()
+    }
+
+    pub fn set_stopped(&self, on: bool) -> Result<()> {
+        self.ensure()?;
+        let p = self.p("stopped");
+        if on {
+            fs::write(&p, format!("{}\n", now_ms())).at(&p)
+        } else {
+            match fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(crate::Error::io(p, e)),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    pub fn park(&self) -> Option<Park> {
+        read_json(&self.p("park.json"))
+    }
+
+    pub fn set_park(&self, park: Option<&Park>) -> Result<()> {
+        match park {
+            Some(pk) => write_json(&self.p("park.json"), pk),
+            None => {
+                let _ = fs::remove_file(self.p("park.json"));
+                Ok(())
+            }
+        }
+    }
+
+    pub fn fresh_next(&self) -> bool {
+        self.p("fresh-next").exists()
+    }
+
+    pub fn clear_fresh_next(&self) {
+        let _ = fs::remove_file(self.p("fresh-next"));
+    }
+
+    pub fn deaths(&self) -> Vec<u64> {
+        read_json(&self.p("deaths.json")).unwrap_or_default()
+    }
+
+    pub fn record_death(&self, at_ms: u64) -> Result<Vec<u64>> {
+        let mut d = self.deaths();
+        d.push(at_ms);
+        let n = d.len().saturating_sub(DEATHS_KEPT);
+        d.drain(..n);
+        write_json(&self.p("deaths.json"), &d)?;
+        Ok(d)
+    }
+
+    pub fn clear_deaths(&self) {
+        let _ = fs::remove_file(self.p("deaths.json"));
+    }
+
+    pub fn session(&self) -> Option<Session> {
+        read_json(&self.p("session.json"))
+    }
+
+    pub fn set_session(&self, s: Option<&Session>) -> Result<()> {
+        match s {
+            Some(s) => write_json(&self.p("session.json"), s),
+            None => {
+                let _ = fs::remove_file(self.p("session.json"));
+                Ok(())
+            }
+        }
+    }
+
+    pub fn current(&self) -> Option<Current> {
+        read_json(&self.p("current.json"))
+    }
+
+    pub fn set_current(&self, c: Option<&Current>) -> Result<()> {
+        match c {
+            Some(c) => write_json(&self.p("current.json"), c),
+            None => {
+                let _ = fs::remove_file(self.p("current.json"));
+                Ok(())
+            }
+        }
+    }
+
+    /// Last activity the daemon observed (ms), for status.
+    pub fn activity_ms(&self) -> Option<u64> {
+        fs::read_to_string(self.p("activity")).ok().and_then(|s| s.trim().parse().ok())
+    }
+
+    pub fn set_activity_ms(&self, at: u64) {
+        let _ = fs::write(self.p("activity"), format!("{at}\n"));
+    }
+
+    /// Why the last wake was refused or failed (crash-loop, boot failure).
+    pub fn blocked(&self) -> Option<String> {
+        fs::read_to_string(self.p("blocked")).ok().map(|s| s.trim().to_string())
+    }
+
+    pub fn set_blocked(&self, why: Option<&str>) {
+        match why {
+            Some(w) => {
+                let _ = fs::write(self.p("blocked"), format!("{w}\n"));
+            }
+            None => {
+                let _ = fs::remove_file(self.p("blocked"));
+            }
+        }
+    }
+}
