@@ -139,7 +139,7 @@ impl Tmux {
 
     /// The visible screen as plain text (`-e` adds SGR for ghost-text checks).
     pub async fn capture(&self, escapes: bool) -> Result<String> {
-        let mut a = vec!["capture-pane", "-p", "-t", TARGET];
+        let mut a = vec!["capture-pane", "-p", "-J", "-t", TARGET];
         if escapes {
             a.push("-e");
         }

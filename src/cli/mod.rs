@@ -3,6 +3,7 @@
 
 mod check;
 mod doctor;
+mod ops;
 mod messaging;
 mod peer;
 mod status;
@@ -23,6 +24,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
+    /// Run the daemon in the foreground (SIGTERM/SIGINT: stop, SIGHUP: reload)
+    Daemon,
+    /// A self-contained demo on a temporary root with built-in test peers
+    Demo(ops::DemoArgs),
     /// Enqueue a task for a peer and print its id
     Send(messaging::SendArgs),
     /// Inside a session: answer the task being worked on
@@ -39,8 +44,18 @@ pub enum Cmd {
     Doctor,
     /// Operator halt: the peer is not woken; its tasks wait in the spool
     Stop { peer: String },
-    /// Release an operator halt
+    /// Release an operator halt (also clears a crash-loop block)
     Start { peer: String },
+    /// Join the peer's live session (detach with C-b d)
+    Attach { peer: String },
+    /// Read the logs
+    Log(ops::LogArgs),
+    /// Agent hooks (turn-end marker)
+    #[command(subcommand)]
+    Hook(ops::HookCmd),
+    /// The built-in test agent (used by the demo and the tests)
+    #[command(hide = true)]
+    Agent(ops::AgentArgs),
 }
 
 pub fn root(cli_root: &Option<PathBuf>) -> peerspool::Result<Root> {
@@ -85,5 +100,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Doctor => doctor::run(&root),
         Cmd::Stop { peer } => status::set_stopped(&root, &peer, true),
         Cmd::Start { peer } => status::set_stopped(&root, &peer, false),
+        Cmd::Daemon => ops::daemon(root),
+        Cmd::Demo(a) => ops::demo(a),
+        Cmd::Attach { peer } => ops::attach(&root, &peer),
+        Cmd::Log(a) => ops::log(&root, a),
+        Cmd::Hook(c) => ops::hook(&root, c),
+        Cmd::Agent(a) => Ok(peerspool::agent::run(&a.into())),
     }
 }

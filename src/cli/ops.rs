@@ -1,0 +1,148 @@
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use peerspool::root::Root;
+use peerspool::Error;
+use std::io::{BufRead, Seek, SeekFrom};
+use std::path::PathBuf;
+
+pub fn daemon(root: Root) -> anyhow::Result<i32> {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PEERSPOOL_LOG").unwrap_or_else(|_| "info".into()))
+        .try_init();
+    peerspool::daemon::run_blocking(root, None)?;
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Keep the temporary root for inspection
+    #[arg(long)]
+    pub keep: bool,
+}
+
+pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
+    peerspool::demo::run(a.keep)
+}
+
+pub fn attach(root: &Root, peer: &str) -> anyhow::Result<i32> {
+    root.peer(peer)?;
+    if !root.is_peer(peer) {
+        return Err(Error::UnknownPeer(peer.into()).into());
+    }
+    let t = peerspool::tmux::Tmux::new(root.tmux_socket(peer));
+    if !t.alive_blocking() {
+        anyhow::bail!("peer {peer:?} is asleep: no live session to attach to (send it a task to wake it)");
+    }
+    let st = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(&t.socket)
+        .args(["attach-session", "-t", peerspool::tmux::SESSION])
+        .status()
+        .context("running tmux attach")?;
+    Ok(if st.success() { 0 } else { 1 })
+}
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// Keep printing new lines
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only lines about this peer
+    #[arg(long)]
+    pub peer: Option<String>,
+    /// Which log: delivery, lifecycle or both
+    #[arg(long, default_value = "both", value_parser = ["delivery", "lifecycle", "both"])]
+    pub which: String,
+}
+
+pub fn log(root: &Root, a: LogArgs) -> anyhow::Result<i32> {
+    let files: Vec<PathBuf> = match a.which.as_str() {
+        "delivery" => vec![root.log_dir().join("delivery.log")],
+        "lifecycle" => vec![root.log_dir().join("lifecycle.log")],
+        _ => vec![root.log_dir().join("lifecycle.log"), root.log_dir().join("delivery.log")],
+    };
+    let needle = a.peer.map(|p| format!("peer={p} "));
+    let keep = |l: &str| needle.as_ref().is_none_or(|n| l.contains(n.as_str()));
+    let mut lines: Vec<String> = vec![];
+    let mut offsets = vec![];
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        offsets.push(text.len() as u64);
+        lines.extend(text.lines().filter(|l| keep(l)).map(str::to_string));
+    }
+    lines.sort(); // ts= comes first, so this interleaves by time
+    for l in &lines {
+        println!("{l}");
+    }
+    while a.follow {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        for (i, f) in files.iter().enumerate() {
+            let Ok(mut fh) = std::fs::File::open(f) else { continue };
+            let len = fh.metadata().map(|m| m.len()).unwrap_or(0);
+            if len < offsets[i] {
+                offsets[i] = 0; // rotated
+            }
+            fh.seek(SeekFrom::Start(offsets[i]))?;
+            let mut r = std::io::BufReader::new(fh);
+            let mut l = String::new();
+            while r.read_line(&mut l)? > 0 {
+                if !l.ends_with('\n') {
+                    break;
+                }
+                offsets[i] += l.len() as u64;
+                if keep(&l) {
+                    print!("{l}");
+                }
+                l.clear();
+            }
+        }
+    }
+    Ok(0)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HookCmd {
+    /// Mark "turn finished" for the peer of this session (PEERSPOOL_PEER)
+    TurnEnd {
+        /// The peer (default: $PEERSPOOL_PEER)
+        #[arg(long)]
+        peer: Option<String>,
+    },
+}
+
+pub fn hook(root: &Root, c: HookCmd) -> anyhow::Result<i32> {
+    let HookCmd::TurnEnd { peer } = c;
+    let peer = peer.or_else(peerspool::send::session_peer).ok_or_else(|| Error::Usage("no peer: run inside a session or pass --peer".into()))?;
+    peerspool::hook::turn_end(root, &peer)?;
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// Append every received message (JSON lines) here
+    #[arg(long)]
+    pub log: PathBuf,
+    /// Answer each task through the outbox
+    #[arg(long)]
+    pub reply: bool,
+    /// After answering, touch the turn-end marker
+    #[arg(long)]
+    pub turn_end: bool,
+    /// Exit after this many messages
+    #[arg(long)]
+    pub exit_after: Option<u64>,
+    /// Started as a resumed session (shown in the banner)
+    #[arg(long)]
+    pub resumed: bool,
+    /// Simulated work before answering, in milliseconds
+    #[arg(long, default_value_t = 0)]
+    pub work_ms: u64,
+}
+
+impl From<AgentArgs> for peerspool::agent::Options {
+    fn from(a: AgentArgs) -> Self {
+        peerspool::agent::Options { log: a.log, reply: a.reply, turn_end: a.turn_end, exit_after: a.exit_after, resumed: a.resumed, work_ms: a.work_ms }
+    }
+}

@@ -1,0 +1,231 @@
+//! `peerspool daemon`: the dispatcher. It owns the watcher, maps each
+//! event to the peer it concerns, keeps one loop per registered peer, and
+//! handles signals. Events are hints: at start, on overflow, on watcher
+//! errors and periodically, every peer re-lists its directories.
+
+use crate::config;
+use crate::error::{Error, Result};
+use crate::lock::InstanceLock;
+use crate::logfmt::Log;
+use crate::peer::{self, Handle, Shared};
+use crate::root::Root;
+use crate::watch::{Hint, Watch};
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Called once the initial reconcile is done (systemd READY=1 hook).
+pub type ReadyHook = Box<dyn FnOnce() + Send>;
+
+struct Dispatcher {
+    sh: Arc<Shared>,
+    watch: Watch,
+    peers: HashMap<String, Handle>,
+    watched: HashMap<String, Vec<PathBuf>>,
+}
+
+impl Dispatcher {
+    fn peer_dirs(&self, name: &str) -> Vec<PathBuf> {
+        let r = &self.sh.root;
+        let Ok(p) = r.peer(name) else { return vec![] };
+        vec![p.dir.clone(), p.spool_sub("new"), p.outbox_sub("new"), r.peer_state(name)]
+    }
+
+    /// Registers new peers and retires removed ones.
+    fn sync_peers(&mut self) {
+        let names = match self.sh.root.peer_names() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list peers");
+                return;
+            }
+        };
+        for n in &names {
+            if self.peers.contains_key(n) {
+                continue;
+            }
+            let p = match self.sh.root.peer(n) {
+                Ok(p) => p,
+                Err(_) => continue,
+            };
+            if let Err(e) = self.sh.root.ensure_peer_dirs(&p).and_then(|_| crate::root::check_private(&p.dir)) {
+                tracing::error!(peer = %n, error = %e, "peer directory refused");
+                self.sh.lifecycle_log.write(&[("peer", n), ("event", "peer-refused"), ("error", &e.to_string())]);
+                continue;
+            }
+            match peer::spawn(self.sh.clone(), n.clone()) {
+                Ok(h) => {
+                    self.sh.lifecycle_log.write(&[("peer", n), ("event", "registered")]);
+                    self.peers.insert(n.clone(), h);
+                    self.watch_peer(n);
+                }
+                Err(e) => tracing::error!(peer = %n, error = %e, "cannot start peer loop"),
+            }
+        }
+        let gone: Vec<String> = self.peers.keys().filter(|k| !names.contains(k)).cloned().collect();
+        for n in gone {
+            if let Some(h) = self.peers.remove(&n) {
+                h.poke.notify_one();
+            }
+            for d in self.watched.remove(&n).unwrap_or_default() {
+                self.watch.remove(&d);
+            }
+        }
+    }
+
+    fn watch_peer(&mut self, name: &str) {
+        let mut ok = vec![];
+        let mut failed = false;
+        for d in self.peer_dirs(name) {
+            match self.watch.add(&d) {
+                Ok(()) => ok.push(d),
+                Err(e) => {
+                    failed = true;
+                    tracing::error!(peer = %name, dir = %d.display(), error = %e, "cannot watch; polling this peer every second (raise fs.inotify.max_user_watches)");
+                    self.sh.lifecycle_log.write(&[("peer", name), ("event", "watch-failed"), ("dir", &d.display().to_string()), ("error", &e.to_string()), ("fallback", "poll")]);
+                }
+            }
+        }
+        if let Some(h) = self.peers.get(name) {
+            h.polling.store(failed, Ordering::Relaxed);
+            h.poke.notify_one();
+        }
+        self.watched.insert(name.to_string(), ok);
+    }
+
+    fn poke_all(&self) {
+        for h in self.peers.values() {
+            h.poke.notify_one();
+        }
+    }
+
+    fn rescan(&mut self, why: &str) {
+        tracing::info!(reason = why, "rescan");
+        // Re-adding a watch is idempotent and recovers one lost to a
+        // deleted and re-created directory.
+        let names: Vec<String> = self.peers.keys().cloned().collect();
+        for n in names {
+            self.watch_peer(&n);
+        }
+        self.sync_peers();
+        self.poke_all();
+    }
+
+    fn on_path(&mut self, path: &Path, complete: bool) {
+        let root = &self.sh.root;
+        if let Ok(rel) = path.strip_prefix(root.peers_dir()) {
+            let parts: Vec<&str> = rel.components().filter_map(|c| match c {
+                Component::Normal(s) => s.to_str(),
+                _ => None,
+            }).collect();
+            match parts.as_slice() {
+                [] | [_] | [_, "peer.json"] => {
+                    if let [n] = parts.as_slice() {
+                        // A new peer directory: watch it before peer.json lands.
+                        if root.peer(n).is_ok() && path.is_dir() && !self.watched.contains_key(*n) {
+                            let _ = self.watch.add(path);
+                        }
+                    }
+                    self.sync_peers();
+                    if let Some(h) = parts.first().and_then(|n| self.peers.get(*n)) {
+                        h.poke.notify_one();
+                    }
+                }
+                [n, q @ ("spool" | "outbox"), "new", file] => {
+                    if let Some(h) = self.peers.get(*n) {
+                        if complete {
+                            h.complete.lock().unwrap_or_else(|p| p.into_inner()).insert(format!("{q}/{file}"));
+                        }
+                        h.poke.notify_one();
+                    }
+                }
+                [n, ..] => {
+                    if let Some(h) = self.peers.get(*n) {
+                        h.poke.notify_one();
+                    }
+                }
+            }
+        } else if let Ok(rel) = path.strip_prefix(root.state_dir().join("peers")) {
+            if let Some(h) = rel.components().next().and_then(|c| c.as_os_str().to_str()).and_then(|n| self.peers.get(n)) {
+                h.poke.notify_one();
+            }
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. `ready` fires after the first
+/// reconcile of every peer has been scheduled.
+pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
+    root.ensure()?;
+    let _lock = InstanceLock::acquire(&root)?;
+    let (cfg, warnings) = config::from_env();
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let (tx_stop, rx_stop) = tokio::sync::watch::channel(false);
+    let sh = Arc::new(Shared {
+        delivery_log: Log::new(root.log_dir().join("delivery.log"), cfg.log_max_bytes, cfg.log_keep),
+        lifecycle_log: Log::new(root.log_dir().join("lifecycle.log"), cfg.log_max_bytes, cfg.log_keep),
+        root: root.clone(),
+        cfg: RwLock::new(cfg.clone()),
+        shutdown: rx_stop,
+    });
+    let (mut watch, mut hints) = Watch::new().map_err(|e| Error::io(root.peers_dir(), std::io::Error::other(e.to_string())))?;
+    for d in [root.peers_dir(), root.state_dir().join("peers")] {
+        crate::root::mkdir_private(&d)?;
+        watch.add(&d).map_err(|e| Error::io(&d, std::io::Error::other(e.to_string())))?;
+    }
+    let mut d = Dispatcher { sh: sh.clone(), watch, peers: HashMap::new(), watched: HashMap::new() };
+    sh.lifecycle_log.write(&[("event", "daemon-start"), ("pid", &std::process::id().to_string()), ("root", &root.path.display().to_string())]);
+    d.sync_peers();
+    tracing::info!(peers = d.peers.len(), root = %root.path.display(), "daemon ready");
+    if let Some(f) = ready {
+        f();
+    }
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM", e))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT", e))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::io("SIGHUP", e))?;
+    let mut periodic = tokio::time::interval(cfg.rescan);
+    periodic.tick().await;
+    loop {
+        tokio::select! {
+            h = hints.recv() => match h {
+                Some(Hint::Path { path, complete }) => d.on_path(&path, complete),
+                Some(Hint::Rescan(why)) => d.rescan(&why),
+                None => break,
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                let (c, w) = config::from_env();
+                for w in w { tracing::warn!("{w}"); }
+                *sh.cfg.write().unwrap_or_else(|p| p.into_inner()) = c;
+                sh.lifecycle_log.write(&[("event", "reload")]);
+                d.rescan("SIGHUP");
+            }
+            _ = periodic.tick() => d.rescan("periodic"),
+        }
+    }
+    sh.lifecycle_log.write(&[("event", "daemon-stopping")]);
+    let _ = tx_stop.send(true);
+    for (n, h) in d.peers.drain() {
+        if tokio::time::timeout(Duration::from_secs(10), h.join).await.is_err() {
+            tracing::warn!(peer = %n, "peer loop did not finish in 10 s");
+        }
+    }
+    sh.lifecycle_log.write(&[("event", "daemon-stop")]);
+    Ok(())
+}
+
+/// Builds the runtime and runs the daemon (the CLI entry point).
+pub fn run_blocking(root: Root, ready: Option<ReadyHook>) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))?;
+    rt.block_on(run(root, ready))
+}

@@ -1,0 +1,137 @@
+//! One delivery into a live pane: bracketed paste, confirm the paste is
+//! visible, Enter, confirm the submit. A false "failed" (retried) is better
+//! than a false "delivered", so every step must be seen, not assumed.
+
+use crate::format::Task;
+use crate::runtime::Runtime;
+use crate::sanitize::paste_text;
+use crate::tmux::Tmux;
+use std::time::{Duration, Instant};
+
+pub const PASTE_BUDGET: Duration = Duration::from_millis(1500);
+pub const SUBMIT_BUDGET: Duration = Duration::from_secs(4);
+const REENTER_AFTER: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub paste_ms: u64,
+    pub total_ms: u64,
+}
+
+/// The text a peer sees: an optional initial prompt (first message of a
+/// fresh session), a one-line header, then the task text, made inert.
+pub fn envelope(t: &Task, initial_prompt: Option<&str>) -> String {
+    let mut s = String::new();
+    if let Some(p) = initial_prompt.filter(|p| !p.trim().is_empty()) {
+        s.push_str(p.trim_end());
+        s.push_str("\n\n");
+    }
+    s.push_str(&format!("[peerspool task {} from {}", t.id, t.from));
+    if t.reply_to != t.from {
+        s.push_str(&format!(" reply-to {}", t.reply_to));
+    }
+    if let Some(topic) = &t.topic {
+        s.push_str(&format!(" topic {:?}", topic));
+    }
+    if let Some(r) = &t.in_reply_to {
+        s.push_str(&format!(" in-reply-to {r}"));
+    }
+    s.push_str("]\n");
+    s.push_str(&t.text);
+    paste_text(s.trim_end())
+}
+
+/// A short, growing poll interval: fast confirmation when the pane
+/// answers at once, little load when it does not.
+struct Poll {
+    start: Instant,
+    budget: Duration,
+    gap: Duration,
+}
+
+impl Poll {
+    fn new(budget: Duration) -> Self {
+        Poll { start: Instant::now(), budget, gap: Duration::from_millis(2) }
+    }
+
+    /// Sleeps before the next look; false once the budget is spent.
+    async fn again(&mut self) -> bool {
+        if self.start.elapsed() >= self.budget {
+            return false;
+        }
+        tokio::time::sleep(self.gap).await;
+        self.gap = (self.gap * 2).min(Duration::from_millis(40));
+        true
+    }
+}
+
+async fn wait_pasted(tmux: &Tmux, rt: &dyn Runtime, before: &str, text: &str) -> Option<String> {
+    let mut poll = Poll::new(PASTE_BUDGET);
+    loop {
+        if let Ok(now) = tmux.capture(false).await {
+            if rt.pasted(before, &now, text) {
+                return Some(now);
+            }
+        }
+        if !poll.again().await {
+            return None;
+        }
+    }
+}
+
+async fn wait_submitted(tmux: &Tmux, rt: &dyn Runtime, after_paste: &str, act0: Option<std::time::SystemTime>) -> bool {
+    let mut poll = Poll::new(SUBMIT_BUDGET);
+    let mut reentered = false;
+    loop {
+        if rt.activity().is_some_and(|a| act0.is_none_or(|a0| a > a0)) {
+            return true;
+        }
+        if let Ok(now) = tmux.capture(false).await {
+            if rt.submitted(after_paste, &now) {
+                return true;
+            }
+        }
+        if rt.reenter() && !reentered && poll.start.elapsed() >= REENTER_AFTER {
+            reentered = true;
+            let _ = tmux.keys(&["Enter"]).await;
+        }
+        if !poll.again().await {
+            return false;
+        }
+    }
+}
+
+pub async fn deliver(tmux: &Tmux, rt: &dyn Runtime, text: &str) -> Result<Timing, String> {
+    let start = Instant::now();
+    let before = tmux.capture(false).await.map_err(|e| format!("capture failed: {e}"))?;
+    let act0 = rt.activity();
+    tmux.paste(text).await.map_err(|e| format!("paste failed: {e}"))?;
+    let after_paste = wait_pasted(tmux, rt, &before, text)
+        .await
+        .ok_or_else(|| format!("paste not visible after {} ms", PASTE_BUDGET.as_millis()))?;
+    let paste_ms = start.elapsed().as_millis() as u64;
+    tmux.keys(&["Enter"]).await.map_err(|e| format!("enter failed: {e}"))?;
+    if !wait_submitted(tmux, rt, &after_paste, act0).await {
+        return Err(format!("submit not confirmed within {} ms", SUBMIT_BUDGET.as_millis()));
+    }
+    Ok(Timing { paste_ms, total_ms: start.elapsed().as_millis() as u64 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task() -> Task {
+        Task { v: 1, id: "t1".into(), from: "bob".into(), reply_to: "bob".into(), topic: None, in_reply_to: None, text: "do\x1b[201~ it\r\n".into() }
+    }
+
+    #[test]
+    fn envelope_has_header_and_inert_text() {
+        let e = envelope(&task(), Some("You are a test."));
+        assert_eq!(e, "You are a test.\n\n[peerspool task t1 from bob]\ndo[201~ it");
+        let mut t = task();
+        t.topic = Some("x y".into());
+        t.reply_to = "ops".into();
+        assert!(envelope(&t, None).starts_with("[peerspool task t1 from bob reply-to ops topic \"x y\"]\n"));
+    }
+}

@@ -1,0 +1,673 @@
+//! One peer's loop: route its outbox, supervise its session, deliver its
+//! spool. Each peer runs as its own task, so a slow wake of one never
+//! delays another. Decisions come from `lifecycle`; this module performs
+//! them against tmux and the filesystem.
+
+use crate::config::Config;
+use crate::deliver::{deliver, envelope};
+use crate::format::{parse_task, Task};
+use crate::lifecycle::{self, Timers, Verdict, View, WakeInputs};
+use crate::logfmt::Log;
+use crate::outbox::{self, Outcome, Routed};
+use crate::profile::{Profile, WakePolicy};
+use crate::root::{PeerPaths, Root};
+use crate::runtime::{Runtime, Screen, WakeMode};
+use crate::spool::{self, Limits, Queue};
+use crate::state::{now_ms, Current, Park, PeerState, Session, TOPICS_KEPT};
+use crate::tmux::{Launch, Tmux};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{watch, Notify};
+
+/// What all peer loops share.
+pub struct Shared {
+    pub root: Root,
+    pub cfg: RwLock<Config>,
+    pub delivery_log: Log,
+    pub lifecycle_log: Log,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    pub fn cfg(&self) -> Config {
+        self.cfg.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// The dispatcher's handle on a running peer loop.
+pub struct Handle {
+    pub poke: Arc<Notify>,
+    /// Names (`spool/NAME`, `outbox/NAME`) a writer has finished with.
+    pub complete: Arc<Mutex<HashSet<String>>>,
+    /// Set when a watch could not be added: the loop polls instead.
+    pub polling: Arc<std::sync::atomic::AtomicBool>,
+    pub join: tokio::task::JoinHandle<()>,
+}
+
+/// A delivery that must show activity before the task counts as done.
+#[derive(Debug, Clone)]
+struct Gate {
+    task: String,
+    deadline_ms: u64,
+    act0: Option<u64>,
+}
+
+struct Peer {
+    name: String,
+    sh: Arc<Shared>,
+    paths: PeerPaths,
+    spool: Queue,
+    outbox: Queue,
+    st: PeerState,
+    tmux: Tmux,
+    profile: Option<Profile>,
+    profile_stamp: Option<(SystemTime, u64)>,
+    profile_error_logged: bool,
+    runtime: Option<Arc<dyn Runtime>>,
+    complete: Arc<Mutex<HashSet<String>>>,
+    polling: Arc<std::sync::atomic::AtomicBool>,
+    attempts: HashMap<String, u32>,
+    session: Option<Session>,
+    gate: Option<Gate>,
+    blocked_logged: Option<String>,
+    /// No wake before this time (backoff after a failed wake or delivery).
+    hold_until_ms: u64,
+    next_ms: u64,
+}
+
+pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
+    let paths = sh.root.peer(&name)?;
+    let poke = Arc::new(Notify::new());
+    let complete = Arc::new(Mutex::new(HashSet::new()));
+    let polling = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let st = PeerState::new(&sh.root, &name);
+    st.ensure()?;
+    let mut p = Peer {
+        tmux: Tmux::new(sh.root.tmux_socket(&name)),
+        spool: Queue::spool(&paths),
+        outbox: Queue::outbox(&paths),
+        session: st.session(),
+        st,
+        name,
+        paths,
+        sh,
+        profile: None,
+        profile_stamp: None,
+        profile_error_logged: false,
+        runtime: None,
+        complete: complete.clone(),
+        polling: polling.clone(),
+        attempts: HashMap::new(),
+        gate: None,
+        blocked_logged: None,
+        hold_until_ms: 0,
+        next_ms: 0,
+    };
+    let poke2 = poke.clone();
+    let join = tokio::spawn(async move { p.run(poke2).await });
+    Ok(Handle { poke, complete, polling, join })
+}
+
+enum Flow {
+    Continue,
+    Exit,
+}
+
+impl Peer {
+    async fn run(&mut self, poke: Arc<Notify>) {
+        let mut shutdown = self.sh.shutdown.clone();
+        loop {
+            if self.sh.stopping() {
+                break;
+            }
+            if let Flow::Exit = self.step().await {
+                break;
+            }
+            let wait = Duration::from_millis(self.next_ms.saturating_sub(now_ms()));
+            tokio::select! {
+                _ = poke.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::debug!(peer = %self.name, "peer loop ended");
+    }
+
+    fn lifecycle(&self, fields: &[(&str, &str)]) {
+        let mut f: Vec<(&str, &str)> = vec![("peer", &self.name)];
+        f.extend_from_slice(fields);
+        self.sh.lifecycle_log.write(&f);
+        tracing::info!(peer = %self.name, "{}", fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
+    }
+
+    fn delivery(&self, fields: &[(&str, &str)]) {
+        let mut f: Vec<(&str, &str)> = vec![("peer", &self.name)];
+        f.extend_from_slice(fields);
+        self.sh.delivery_log.write(&f);
+    }
+
+    fn schedule(&mut self, at_ms: u64) {
+        self.next_ms = self.next_ms.min(at_ms);
+    }
+
+    async fn step(&mut self) -> Flow {
+        let cfg = self.sh.cfg();
+        let now = now_ms();
+        self.next_ms = now + cfg.rescan.as_millis() as u64;
+        if self.polling.load(std::sync::atomic::Ordering::Relaxed) {
+            self.schedule(now + 1000);
+        }
+        if !self.sh.root.is_peer(&self.name) {
+            if self.session.is_some() {
+                self.end_session("peer-removed", false, false).await;
+            }
+            self.lifecycle(&[("event", "unregistered")]);
+            return Flow::Exit;
+        }
+        self.reload_profile();
+        self.route_outbox(&cfg);
+        self.supervise(&cfg).await;
+        if !self.sh.stopping() {
+            self.deliver_tasks(&cfg).await;
+        }
+        Flow::Continue
+    }
+
+    fn reload_profile(&mut self) {
+        let path = self.paths.profile();
+        let stamp = std::fs::metadata(&path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+        if stamp.is_some() && stamp == self.profile_stamp {
+            return;
+        }
+        self.profile_stamp = stamp;
+        match Profile::load(&path) {
+            Ok(p) => {
+                if let Ok(w) = p.validate() {
+                    for w in w {
+                        self.lifecycle(&[("event", "profile-warning"), ("warning", &w)]);
+                    }
+                }
+                self.runtime = crate::runtime::for_profile(&p).ok().map(Arc::from);
+                let first = self.profile.is_none();
+                self.profile = Some(p);
+                self.profile_error_logged = false;
+                if !first {
+                    self.lifecycle(&[("event", "profile-reloaded")]);
+                }
+            }
+            Err(e) => {
+                self.profile = None;
+                self.runtime = None;
+                if !self.profile_error_logged {
+                    self.profile_error_logged = true;
+                    self.lifecycle(&[("event", "profile-invalid"), ("error", &e.to_string())]);
+                }
+            }
+        }
+    }
+
+    fn ephemeral(&self) -> bool {
+        self.profile.as_ref().is_some_and(|p| p.wake_policy == WakePolicy::Ephemeral)
+    }
+
+    fn timers(&self, cfg: &Config) -> Timers {
+        let p = self.profile.as_ref();
+        let secs = |o: Option<f64>, d: Duration| o.map(Duration::from_secs_f64).unwrap_or(d).as_millis() as u64;
+        Timers {
+            idle_ms: secs(p.and_then(|p| p.idle_secs), cfg.idle),
+            quiet_ms: secs(p.and_then(|p| p.quiet_secs), cfg.quiet),
+            unarmed_ms: cfg.unarmed_idle.as_millis() as u64,
+        }
+    }
+
+    /// Whether a file in `dir` may be judged: its writer is done (event)
+    /// or it has not changed for the settle window. Otherwise returns when
+    /// to look again.
+    fn settled(&self, key: &str, dir: &std::path::Path, name: &str, cfg: &Config) -> Result<(), u64> {
+        if self.complete.lock().unwrap_or_else(|p| p.into_inner()).contains(key) {
+            return Ok(());
+        }
+        let Ok(md) = std::fs::symlink_metadata(dir.join(name)) else { return Ok(()) };
+        if !md.is_file() {
+            return Ok(());
+        }
+        let mtime = md.modified().map(crate::state::ms).unwrap_or(0);
+        let ready_at = mtime + cfg.settle.as_millis() as u64;
+        if now_ms() >= ready_at { Ok(()) } else { Err(ready_at) }
+    }
+
+    fn forget(&self, key: &str) {
+        self.complete.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    fn route_outbox(&mut self, cfg: &Config) {
+        let names = match spool::list(&self.outbox.new) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(peer = %self.name, error = %e, "cannot list outbox");
+                return;
+            }
+        };
+        let lim = Limits { max_bytes: cfg.max_bytes, ..Limits::default() };
+        for name in names {
+            let key = format!("outbox/{name}");
+            if let Err(at) = self.settled(&key, &self.outbox.new, &name, cfg) {
+                self.schedule(at);
+                break;
+            }
+            self.forget(&key);
+            let start = Instant::now();
+            match outbox::route(&self.sh.root, &self.name, &name, &lim) {
+                Ok(Outcome::Routed { msg, to, id }) => {
+                    let (kind, dest) = match &to {
+                        Routed::Peer(p) => ("peer", p.as_str()),
+                        Routed::Inbox(a) => ("inbox", a.as_str()),
+                    };
+                    let us = start.elapsed().as_micros().to_string();
+                    self.delivery(&[
+                        ("event", "route"), ("id", &id), ("to", dest), ("kind", kind),
+                        ("in_reply_to", msg.in_reply_to.as_deref().unwrap_or("")),
+                        ("bytes", &msg.text.len().to_string()), ("outcome", "routed"), ("latency_us", &us),
+                    ]);
+                    self.arm();
+                }
+                Ok(Outcome::Rejected(why)) => {
+                    self.delivery(&[("event", "route"), ("file", &name), ("outcome", "rejected"), ("error", &why)]);
+                }
+                Ok(Outcome::Gone) => {}
+                Err(e) => {
+                    self.delivery(&[("event", "route"), ("file", &name), ("outcome", "error"), ("error", &e.to_string())]);
+                    self.schedule(now_ms() + 1000);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// An ephemeral worker's first outbox file arms its session's reap.
+    fn arm(&mut self) {
+        if !self.ephemeral() {
+            return;
+        }
+        if let Some(s) = self.session.as_mut() {
+            if s.armed_at_ms.is_none() {
+                s.armed_at_ms = Some(now_ms());
+                let _ = self.st.set_session(Some(s));
+                self.lifecycle(&[("event", "armed")]);
+            }
+        }
+    }
+
+    fn activity_ms(&self) -> Option<u64> {
+        let rt = self.runtime.as_ref()?.activity().map(crate::state::ms);
+        let te = crate::hook::turn_end_ms(&self.sh.root, &self.name);
+        rt.max(te)
+    }
+
+    async fn supervise(&mut self, cfg: &Config) {
+        let Some(sess) = self.session.clone() else {
+            return;
+        };
+        let now = now_ms();
+        let pane = self.tmux.pane().await;
+        let act = self.activity_ms();
+        if let Some(a) = act {
+            if self.st.activity_ms() != Some(a) {
+                self.st.set_activity_ms(a);
+            }
+        }
+        if let Some(g) = self.gate.clone() {
+            if act.is_some_and(|a| g.act0.is_none_or(|a0| a > a0)) {
+                self.finish_task(&g.task, "gate-passed");
+                self.gate = None;
+            } else if now >= g.deadline_ms && pane.as_ref().is_some_and(|p| !p.dead) {
+                self.lifecycle(&[("event", "ready-gate-failed"), ("task", &g.task), ("reason", "model-did-not-process-task")]);
+                self.requeue(&g.task);
+                self.gate = None;
+                self.end_session("model-did-not-process-task", true, false).await;
+                return;
+            } else {
+                self.schedule(g.deadline_ms.min(now + 250));
+            }
+        }
+        let view = View {
+            pane_dead: pane.as_ref().is_none_or(|p| p.dead),
+            stopped: self.st.stopped(),
+            ephemeral: self.ephemeral(),
+            woke_at_ms: sess.woke_at_ms,
+            last_activity_ms: act,
+            last_delivery_ms: sess.last_delivery_ms,
+            armed_at_ms: sess.armed_at_ms,
+            turn_end_ms: crate::hook::turn_end_ms(&self.sh.root, &self.name),
+            busy: self.gate.is_some(),
+        };
+        match lifecycle::supervise(&view, &self.timers(cfg), now) {
+            Verdict::Keep { next_ms } => {
+                self.schedule(next_ms);
+                self.schedule(now + cfg.tick.as_millis() as u64);
+            }
+            Verdict::Death => {
+                let status = pane.and_then(|p| p.status).map(|s| s.to_string()).unwrap_or_else(|| "gone".into());
+                if let Some(g) = self.gate.take() {
+                    self.requeue(&g.task);
+                }
+                self.end_session(&format!("exited status={status}"), true, false).await;
+            }
+            Verdict::Halt => self.end_session("operator-stop", false, false).await,
+            Verdict::Reap { cause, park } => self.end_session(cause, false, park).await,
+        }
+    }
+
+    /// Closes the session and records why. A death feeds the crash-loop
+    /// guard; a reap does not; a parking reap leaves the resume mark.
+    async fn end_session(&mut self, cause: &str, death: bool, park: bool) {
+        let last = self.tmux.capture(false).await.ok().map(|s| last_lines(&s, 2)).unwrap_or_default();
+        self.tmux.kill().await;
+        let now = now_ms();
+        if death {
+            let _ = self.st.record_death(now);
+            self.lifecycle(&[("event", "death"), ("cause", cause), ("last_lines", &last)]);
+        } else {
+            self.lifecycle(&[("event", "reap"), ("cause", cause), ("park", if park { "yes" } else { "no" })]);
+        }
+        if park {
+            let mut pk = self.st.park().unwrap_or_default();
+            pk.at_ms = now;
+            if let Some(t) = self.st.current().and_then(|c| c.topic) {
+                pk.topics.retain(|x| x != &t);
+                pk.topics.push(t);
+                let n = pk.topics.len().saturating_sub(TOPICS_KEPT);
+                pk.topics.drain(..n);
+            }
+            let _ = self.st.set_park(Some(&pk));
+        }
+        self.session = None;
+        let _ = self.st.set_session(None);
+        let _ = self.st.set_current(None);
+        // Re-check the spool at once: the next queued task may start now.
+        self.schedule(now);
+    }
+
+    /// Puts a claimed task back at the head of the queue.
+    fn requeue(&mut self, name: &str) {
+        if let Err(e) = spool::move_to(&self.spool.cur, &self.spool.new, name) {
+            tracing::warn!(peer = %self.name, error = %e, "requeue failed");
+        }
+    }
+
+    fn finish_task(&mut self, name: &str, how: &str) {
+        match spool::move_to(&self.spool.cur, &self.spool.done, name) {
+            Ok(_) => self.delivery(&[("event", "done"), ("task", name.trim_end_matches(".json")), ("outcome", how)]),
+            Err(e) => tracing::warn!(peer = %self.name, error = %e, "cannot move task to done"),
+        }
+        self.attempts.remove(name);
+    }
+
+    /// The next task to work on: anything already claimed (a restart left
+    /// it in `cur/`) first, then the head of `new/` once settled.
+    fn next_task(&mut self, cfg: &Config) -> Option<String> {
+        if let Some(n) = spool::list(&self.spool.cur).ok()?.into_iter().find(|n| self.gate.as_ref().is_none_or(|g| &g.task != n)) {
+            return Some(n);
+        }
+        for name in spool::list(&self.spool.new).ok()? {
+            let key = format!("spool/{name}");
+            if let Err(at) = self.settled(&key, &self.spool.new, &name, cfg) {
+                self.schedule(at);
+                return None;
+            }
+            self.forget(&key);
+            match spool::move_to(&self.spool.new, &self.spool.cur, &name) {
+                Ok(true) => return Some(name),
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(peer = %self.name, error = %e, "claim failed");
+                    self.schedule(now_ms() + 1000);
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    fn judge(&mut self, name: &str, cfg: &Config) -> Option<Task> {
+        let lim = Limits { max_bytes: cfg.max_bytes, ..Limits::default() };
+        let stem = name.strip_suffix(".json").unwrap_or(name);
+        match spool::read_checked(&self.spool.cur.join(name), &lim).and_then(|b| parse_task(&b, stem)) {
+            Ok(t) => Some(t),
+            Err(r) => {
+                let why = r.to_string();
+                if let Err(e) = spool::fail(&self.spool.cur, &self.spool.failed, name, &why) {
+                    tracing::warn!(peer = %self.name, error = %e, "cannot move rejected task");
+                }
+                self.delivery(&[("event", "deliver"), ("file", name), ("outcome", "rejected"), ("error", &why)]);
+                None
+            }
+        }
+    }
+
+    fn may_wake(&mut self, cfg: &Config) -> bool {
+        let now = now_ms();
+        if now < self.hold_until_ms {
+            self.schedule(self.hold_until_ms);
+            return false;
+        }
+        let reason = if self.runtime.is_none() {
+            Some(match &self.profile {
+                Some(p) => format!("runtime {} has no adapter in this build", p.runtime.as_str()),
+                None => "peer.json is invalid".to_string(),
+            })
+        } else if let Some(until) = lifecycle::crashloop_until(&self.st.deaths(), now, cfg.crashloop_max, cfg.crashloop_window.as_millis() as u64) {
+            self.schedule(until);
+            Some(format!("crash-loop: {} deaths within {}s; waking again after {}", cfg.crashloop_max, cfg.crashloop_window.as_secs(), crate::logfmt::iso8601(crate::state::from_ms(until))))
+        } else {
+            None
+        };
+        match reason {
+            Some(r) => {
+                if self.blocked_logged.as_deref() != Some(&r) {
+                    self.lifecycle(&[("event", "wake-refused"), ("reason", &r)]);
+                    self.st.set_blocked(Some(&r));
+                    self.blocked_logged = Some(r);
+                }
+                false
+            }
+            None => {
+                if self.blocked_logged.take().is_some() {
+                    self.st.set_blocked(None);
+                }
+                true
+            }
+        }
+    }
+
+    async fn deliver_tasks(&mut self, cfg: &Config) {
+        while !self.sh.stopping() && !self.st.stopped() && self.gate.is_none() {
+            if self.profile.is_none() {
+                return;
+            }
+            // An ephemeral worker gets exactly one task per session.
+            if self.ephemeral() && self.session.as_ref().is_some_and(|s| s.task.is_some()) {
+                return;
+            }
+            if self.session.is_none() && !self.may_wake(cfg) {
+                return;
+            }
+            let Some(name) = self.next_task(cfg) else { return };
+            let Some(task) = self.judge(&name, cfg) else { continue };
+            let mut woke = "no";
+            if self.session.is_none() {
+                match self.wake(cfg, &task).await {
+                    Ok(mode) => woke = mode.as_str(),
+                    Err(why) => {
+                        self.requeue(&name);
+                        self.delivery(&[("event", "deliver"), ("task", &task.id), ("outcome", "wake-failed"), ("error", &why)]);
+                        return;
+                    }
+                }
+            }
+            if !self.deliver_one(cfg, &name, &task, woke).await {
+                return;
+            }
+        }
+    }
+
+    /// Pastes one claimed task. Returns false when the loop should pause.
+    async fn deliver_one(&mut self, cfg: &Config, name: &str, task: &Task, woke: &str) -> bool {
+        let Some(rt) = self.runtime.clone() else { return false };
+        let first = self.session.as_ref().is_some_and(|s| s.delivered == 0);
+        let fresh = self.session.as_ref().is_some_and(|s| s.mode == "fresh");
+        let prompt = if first && fresh { self.profile.as_ref().and_then(|p| p.initial_prompt.clone()) } else { None };
+        let text = envelope(task, prompt.as_deref());
+        let cur = Current { id: task.id.clone(), from: task.from.clone(), reply_to: task.reply_to.clone(), topic: task.topic.clone() };
+        let _ = self.st.set_current(Some(&cur));
+        let queued_ms = std::fs::metadata(self.spool.cur.join(name)).and_then(|m| m.modified()).map(crate::state::ms).unwrap_or(0);
+        let act0 = self.activity_ms();
+        let result = deliver(&self.tmux, rt.as_ref(), &text).await;
+        let now = now_ms();
+        let attempt = self.attempts.get(name).copied().unwrap_or(0) + 1;
+        let latency = now.saturating_sub(queued_ms).to_string();
+        match result {
+            Ok(t) => {
+                self.delivery(&[
+                    ("event", "deliver"), ("task", &task.id), ("from", &task.from), ("outcome", "delivered"),
+                    ("woke", woke), ("attempt", &attempt.to_string()), ("bytes", &task.text.len().to_string()),
+                    ("paste_ms", &t.paste_ms.to_string()), ("confirm_ms", &t.total_ms.to_string()), ("latency_ms", &latency),
+                ]);
+                if let Some(s) = self.session.as_mut() {
+                    s.delivered += 1;
+                    s.last_delivery_ms = Some(now);
+                    if s.task.is_none() && self.profile.as_ref().is_some_and(|p| p.wake_policy == WakePolicy::Ephemeral) {
+                        s.task = Some(task.id.clone());
+                    }
+                    let _ = self.st.set_session(Some(s));
+                }
+                // The first task of a new session must show activity first.
+                if first && rt.has_activity() {
+                    let deadline_ms = now + cfg.ready_gate.as_millis() as u64;
+                    if self.activity_ms().is_some_and(|a| act0.is_none_or(|a0| a > a0)) {
+                        self.finish_task(name, "delivered");
+                    } else {
+                        self.gate = Some(Gate { task: name.to_string(), deadline_ms, act0 });
+                        self.schedule(now + 50);
+                    }
+                } else {
+                    self.finish_task(name, "delivered");
+                }
+                true
+            }
+            Err(why) => {
+                self.delivery(&[
+                    ("event", "deliver"), ("task", &task.id), ("outcome", "unconfirmed"), ("woke", woke),
+                    ("attempt", &attempt.to_string()), ("error", &why), ("latency_ms", &latency),
+                ]);
+                if attempt >= lifecycle::MAX_DELIVERY_ATTEMPTS {
+                    let reason = format!("undeliverable: {attempt} attempts, last: {why}");
+                    let _ = spool::fail(&self.spool.cur, &self.spool.failed, name, &reason);
+                    self.attempts.remove(name);
+                    self.delivery(&[("event", "deliver"), ("task", &task.id), ("outcome", "failed"), ("error", &reason)]);
+                    true
+                } else {
+                    self.attempts.insert(name.to_string(), attempt);
+                    self.hold_until_ms = now + lifecycle::retry_backoff_ms(attempt - 1);
+                    self.schedule(self.hold_until_ms);
+                    false
+                }
+            }
+        }
+    }
+
+    /// Starts a session and waits for its input surface.
+    async fn wake(&mut self, cfg: &Config, task: &Task) -> Result<WakeMode, String> {
+        let (Some(p), Some(rt)) = (self.profile.clone(), self.runtime.clone()) else {
+            return Err("no valid profile".into());
+        };
+        let park = self.st.park();
+        let (mode, cause) = lifecycle::wake_mode(&WakeInputs {
+            fresh_next: self.st.fresh_next(),
+            ephemeral: p.wake_policy == WakePolicy::Ephemeral,
+            park: park.as_ref(),
+            can_resume: rt.can_resume(),
+        });
+        self.st.clear_fresh_next();
+        let _ = self.st.set_park(None::<&Park>);
+        let started = Instant::now();
+        match self.boot(cfg, &p, rt.as_ref(), mode).await {
+            Ok(()) => {
+                let ms = started.elapsed().as_millis().to_string();
+                self.lifecycle(&[("event", "wake"), ("mode", mode.as_str()), ("cause", cause), ("task", &task.id), ("boot_ms", &ms)]);
+                Ok(mode)
+            }
+            Err(why) => {
+                // A boot that leaves no live session counts as a death, or a
+                // crashing program would be woken forever.
+                self.end_session(&format!("boot-failed: {why}"), true, false).await;
+                let backoff = lifecycle::retry_backoff_ms(self.st.deaths().len() as u32);
+                self.hold_until_ms = now_ms() + backoff;
+                self.schedule(self.hold_until_ms);
+                Err(why)
+            }
+        }
+    }
+
+    async fn boot(&mut self, cfg: &Config, p: &Profile, rt: &dyn Runtime, mode: WakeMode) -> Result<(), String> {
+        if !p.cwd.is_dir() {
+            return Err(format!("cwd {} does not exist", p.cwd.display()));
+        }
+        let argv = rt.argv(mode);
+        let mut env: BTreeMap<String, String> = p.env.clone();
+        let home = std::fs::canonicalize(&self.sh.root.path).unwrap_or_else(|_| self.sh.root.path.clone());
+        env.insert("PEERSPOOL_HOME".into(), home.display().to_string());
+        env.insert("PEERSPOOL_PEER".into(), self.name.clone());
+        self.tmux.kill().await;
+        let launch = Launch { cwd: &p.cwd, argv: &argv, env, env_remove: rt.env_remove() };
+        let now = now_ms();
+        let sess = Session { woke_at_ms: now, mode: mode.as_str().into(), ..Default::default() };
+        self.session = Some(sess.clone());
+        let _ = self.st.set_session(Some(&sess));
+        self.tmux.start(&launch).await.map_err(|e| format!("tmux: {e}"))?;
+        let deadline = Instant::now() + cfg.boot_deadline;
+        let mut gap = Duration::from_millis(10);
+        let mut last_dialog = None;
+        loop {
+            if self.sh.stopping() {
+                return Err("daemon stopping".into());
+            }
+            let pane = self.tmux.pane().await;
+            let screen = self.tmux.capture(false).await.unwrap_or_default();
+            if pane.as_ref().is_none_or(|p| p.dead) {
+                let status = pane.and_then(|p| p.status).map(|s| s.to_string()).unwrap_or_else(|| "?".into());
+                return Err(format!("program exited during boot (status {status}): {}", last_lines(&screen, 2)));
+            }
+            match rt.screen(&screen) {
+                Screen::Ready => return Ok(()),
+                Screen::Fatal(r) => return Err(r),
+                Screen::Dialog { name, keys } => {
+                    if last_dialog != Some(name) {
+                        self.lifecycle(&[("event", "dialog"), ("dialog", name), ("keys", &keys.join("+"))]);
+                    }
+                    last_dialog = Some(name);
+                    for k in keys {
+                        let _ = self.tmux.keys(&[k]).await;
+                    }
+                    gap = Duration::from_millis(300);
+                }
+                Screen::Booting => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("boot deadline {}s passed: {}", cfg.boot_deadline.as_secs(), last_lines(&screen, 2)));
+            }
+            tokio::time::sleep(gap).await;
+            gap = (gap * 2).min(Duration::from_millis(500));
+        }
+    }
+}
+
+fn last_lines(screen: &str, n: usize) -> String {
+    let lines: Vec<&str> = screen.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}

@@ -1,0 +1,89 @@
+//! Any terminal program as a peer: argv from the profile, readiness from an
+//! optional regex on the screen, activity from an optional glob's mtime.
+
+use super::{newest_mtime, Runtime, Screen, WakeMode};
+use crate::profile::{Profile, RuntimeKind};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+pub struct Command {
+    argv: Vec<String>,
+    resume: Option<Vec<String>>,
+    ready: Option<regex::Regex>,
+    activity: Option<String>,
+    cwd: PathBuf,
+}
+
+impl Command {
+    pub fn new(p: &Profile) -> Self {
+        Command {
+            argv: p.command.clone().unwrap_or_default(),
+            resume: p.resume_command.clone(),
+            // validate() already refused a bad pattern.
+            ready: p.ready_pattern.as_deref().and_then(|r| regex::RegexBuilder::new(r).multi_line(true).build().ok()),
+            activity: p.activity.clone(),
+            cwd: p.cwd.clone(),
+        }
+    }
+}
+
+impl Runtime for Command {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Command
+    }
+
+    fn can_resume(&self) -> bool {
+        self.resume.is_some()
+    }
+
+    fn argv(&self, mode: WakeMode) -> Vec<String> {
+        match (mode, &self.resume) {
+            (WakeMode::Resume, Some(r)) => r.clone(),
+            _ => self.argv.clone(),
+        }
+    }
+
+    fn screen(&self, pane: &str) -> Screen {
+        match &self.ready {
+            Some(re) if !re.is_match(pane) => Screen::Booting,
+            _ => Screen::Ready,
+        }
+    }
+
+    fn has_activity(&self) -> bool {
+        self.activity.is_some()
+    }
+
+    fn activity(&self) -> Option<SystemTime> {
+        newest_mtime(self.activity.as_deref()?, &self.cwd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_pattern_gates_boot() {
+        let mut p = Profile::new(RuntimeKind::Command, "/tmp".into());
+        p.command = Some(vec!["x".into()]);
+        p.ready_pattern = Some("^agent> ".into());
+        let r = Command::new(&p);
+        assert_eq!(r.screen("booting...\n"), Screen::Booting);
+        assert_eq!(r.screen("hello\nagent> \n"), Screen::Ready);
+        assert!(!r.can_resume());
+        assert_eq!(r.argv(WakeMode::Resume), vec!["x".to_string()]);
+    }
+
+    #[test]
+    fn activity_glob_newest_mtime() {
+        let d = tempfile::tempdir().unwrap();
+        let mut p = Profile::new(RuntimeKind::Command, d.path().into());
+        p.command = Some(vec!["x".into()]);
+        p.activity = Some("*.log".into());
+        let r = Command::new(&p);
+        assert!(r.activity().is_none());
+        std::fs::write(d.path().join("a.log"), "x").unwrap();
+        assert!(r.activity().is_some());
+    }
+}

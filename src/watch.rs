@@ -1,0 +1,69 @@
+//! Filesystem events as hints. The notify callback forwards into an
+//! unbounded channel (a bounded one is a second place to drop events); a
+//! kernel overflow or watcher error becomes `Rescan`, which makes every
+//! consumer re-list its directories, the listing being the truth.
+
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+use std::path::{Path, PathBuf};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hint {
+    /// Something changed at this path. `complete` means the writer is done
+    /// with it (renamed in, or closed after writing).
+    Path { path: PathBuf, complete: bool },
+    /// Events may have been lost: re-list everything.
+    Rescan(String),
+}
+
+pub struct Watch {
+    inner: RecommendedWatcher,
+}
+
+fn classify(kind: &EventKind) -> Option<bool> {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(true),
+        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both | RenameMode::Any)) => Some(true),
+        EventKind::Access(_) => None,
+        _ => Some(false),
+    }
+}
+
+impl Watch {
+    pub fn new() -> notify::Result<(Watch, UnboundedReceiver<Hint>)> {
+        let (tx, rx) = unbounded_channel();
+        let inner = notify::recommended_watcher(move |res: notify::Result<notify::Event>| forward(&tx, res))?;
+        Ok((Watch { inner }, rx))
+    }
+
+    /// Watches one directory (not recursive). Errors are returned so the
+    /// caller can fall back to polling that directory.
+    pub fn add(&mut self, dir: &Path) -> notify::Result<()> {
+        self.inner.watch(dir, RecursiveMode::NonRecursive)
+    }
+
+    pub fn remove(&mut self, dir: &Path) {
+        let _ = self.inner.unwatch(dir);
+    }
+}
+
+fn forward(tx: &UnboundedSender<Hint>, res: notify::Result<notify::Event>) {
+    match res {
+        Ok(ev) => {
+            // Overflow arrives with the Rescan flag and no paths: check it
+            // outside any per-path loop.
+            if ev.need_rescan() {
+                let _ = tx.send(Hint::Rescan("watcher overflow".into()));
+                return;
+            }
+            let Some(complete) = classify(&ev.kind) else { return };
+            for path in ev.paths {
+                let _ = tx.send(Hint::Path { path, complete });
+            }
+        }
+        Err(e) => {
+            let _ = tx.send(Hint::Rescan(format!("watcher error: {e}")));
+        }
+    }
+}
