@@ -22,6 +22,9 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    #[error("another daemon (pid {pid}) is already running on {root}")]
+    AlreadyRunning { pid: String, root: PathBuf },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -29,11 +29,10 @@ impl InstanceLock {
                 std::fs::write(&p, format!("{}\n", std::process::id())).at(&p)?;
                 Ok(InstanceLock { _file: f })
             }
-            Err(TryLockError::WouldBlock) => Err(Error::Usage(format!(
-                "another daemon (pid {}) is already running on {}",
-                pid(root).map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
-                root.path.display()
-            ))),
+            Err(TryLockError::WouldBlock) => Err(Error::AlreadyRunning {
+                pid: pid(root).map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+                root: root.path.clone(),
+            }),
             Err(TryLockError::Error(e)) => Err(Error::io(root.state_dir().join("daemon.lock"), e)),
         }
     }

@@ -184,6 +184,7 @@ impl Peer {
         if stamp.is_some() && stamp == self.profile_stamp {
             return;
         }
+        let first = self.profile_stamp.is_none();
         self.profile_stamp = stamp;
         match Profile::load(&path) {
             Ok(p) => {
@@ -193,7 +194,6 @@ impl Peer {
                     }
                 }
                 self.runtime = crate::runtime::for_profile(&p).ok().map(Arc::from);
-                let first = self.profile.is_none();
                 self.profile = Some(p);
                 self.profile_error_logged = false;
                 if !first {

@@ -10,6 +10,7 @@ pub struct SendArgs {
     /// The peer (or, inside a session, any address) to send to
     pub peer: String,
     /// The text, or `-` to read stdin (default: stdin)
+    #[arg(allow_hyphen_values = true)]
     pub text: Option<String>,
     #[arg(long)]
     pub topic: Option<String>,
@@ -30,6 +31,7 @@ pub struct SendArgs {
 #[derive(Args, Debug)]
 pub struct ReplyArgs {
     /// The text, or `-` to read stdin (default: stdin)
+    #[arg(allow_hyphen_values = true)]
     pub text: Option<String>,
     /// Recipient (default: the reply_to of the task being worked on)
     #[arg(long)]

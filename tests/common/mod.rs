@@ -1,0 +1,260 @@
+//! Test harness: a private root, the real binary, a real tmux server per
+//! peer, the built-in agent as the fake peer. Everything started here is
+//! stopped in Drop by the ids it was started with, even when a test fails.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_peerspool");
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub work: PathBuf,
+    pub daemon: Option<Child>,
+    pub vars: Vec<(String, String)>,
+    peers: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PeerOpts {
+    pub ephemeral: bool,
+    pub reply: bool,
+    pub turn_end: bool,
+    pub idle_secs: Option<f64>,
+    pub quiet_secs: Option<f64>,
+    pub resume: bool,
+    pub exit_after: Option<u64>,
+    pub work_ms: u64,
+    /// Replace the agent argv entirely.
+    pub argv: Option<Vec<String>>,
+}
+
+impl Default for PeerOpts {
+    fn default() -> Self {
+        PeerOpts { ephemeral: false, reply: false, turn_end: false, idle_secs: None, quiet_secs: None, resume: false, exit_after: None, work_ms: 0, argv: None }
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new().prefix("ps-").tempdir_in("/tmp").expect("tempdir");
+        let root = dir.path().join("root");
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        Env { root, work, dir, daemon: None, vars: vec![], peers: vec![] }
+    }
+
+    pub fn var(&mut self, k: &str, v: &str) -> &mut Self {
+        self.vars.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args).env("PEERSPOOL_HOME", &self.root).env_remove("PEERSPOOL_PEER").env("USER", "tester");
+        for (k, v) in &self.vars {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd(args).stdin(Stdio::null()).output().expect("run peerspool");
+        out
+    }
+
+    /// Runs a command that must succeed; returns its trimmed stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "peerspool {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn agent_log(&self, peer: &str) -> PathBuf {
+        self.work.join(format!("{peer}.log"))
+    }
+
+    pub fn add_peer(&mut self, name: &str, o: &PeerOpts) {
+        let log = self.agent_log(name);
+        let mut args: Vec<String> = vec!["peer".into(), "add".into(), name.into(), "--runtime".into(), "command".into()];
+        args.extend(["--cwd".into(), self.work.display().to_string()]);
+        args.extend(["--activity".into(), log.display().to_string()]);
+        if o.argv.is_none() {
+            args.extend(["--ready-pattern".into(), "^agent> ".into()]);
+        }
+        if o.ephemeral {
+            args.push("--ephemeral".into());
+        }
+        if let Some(s) = o.idle_secs {
+            args.extend(["--idle-secs".into(), s.to_string()]);
+        }
+        if let Some(s) = o.quiet_secs {
+            args.extend(["--quiet-secs".into(), s.to_string()]);
+        }
+        let mut agent = vec![BIN.to_string(), "agent".into(), "--log".into(), log.display().to_string()];
+        if o.reply {
+            agent.push("--reply".into());
+        }
+        if o.turn_end {
+            agent.push("--turn-end".into());
+        }
+        if let Some(n) = o.exit_after {
+            agent.extend(["--exit-after".into(), n.to_string()]);
+        }
+        if o.work_ms > 0 {
+            agent.extend(["--work-ms".into(), o.work_ms.to_string()]);
+        }
+        if o.resume {
+            let mut r = agent.clone();
+            r.push("--resumed".into());
+            args.extend(["--resume-command".into(), r.join(" ")]);
+        }
+        args.push("--".into());
+        args.extend(o.argv.clone().unwrap_or(agent));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.ok(&refs);
+        self.peers.push(name.into());
+    }
+
+    pub fn start_daemon(&mut self) {
+        assert!(self.daemon.is_none(), "daemon already running");
+        let err = std::fs::File::create(self.dir.path().join("daemon.err")).unwrap();
+        let child = self
+            .cmd(&["daemon"])
+            .env("PEERSPOOL_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("spawn daemon");
+        self.daemon = Some(child);
+        wait_for("daemon ready", Duration::from_secs(10), || self.lifecycle().contains("event=daemon-start") && self.daemon_running());
+    }
+
+    pub fn daemon_running(&self) -> bool {
+        self.run(&["status", "--json"]).stdout.windows(15).any(|w| w == b"\"running\": true")
+    }
+
+    /// SIGTERM and wait; returns the exit status code.
+    pub fn stop_daemon(&mut self) -> Option<i32> {
+        let mut c = self.daemon.take()?;
+        signal(c.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("daemon did not exit within 15 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn send(&self, peer: &str, text: &str) -> String {
+        self.ok(&["send", peer, text])
+    }
+
+    pub fn peer_dir(&self, peer: &str) -> PathBuf {
+        self.root.join("peers").join(peer)
+    }
+
+    pub fn count(&self, peer: &str, sub: &str) -> usize {
+        std::fs::read_dir(self.peer_dir(peer).join(sub))
+            .map(|rd| rd.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count())
+            .unwrap_or(0)
+    }
+
+    /// Messages the fake agent received, in order.
+    pub fn received(&self, peer: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.agent_log(peer))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The task bodies the agent received (envelope header removed).
+    pub fn bodies(&self, peer: &str) -> Vec<String> {
+        self.received(peer)
+            .iter()
+            .filter_map(|v| v["text"].as_str())
+            .filter_map(|t| peerspool::agent::parse_header(t).map(|(_, b)| b))
+            .collect()
+    }
+
+    pub fn lifecycle(&self) -> String {
+        std::fs::read_to_string(self.root.join("log/lifecycle.log")).unwrap_or_default()
+    }
+
+    pub fn delivery(&self) -> String {
+        std::fs::read_to_string(self.root.join("log/delivery.log")).unwrap_or_default()
+    }
+
+    pub fn socket(&self, peer: &str) -> PathBuf {
+        peerspool::root::Root::new(&self.root).tmux_socket(peer)
+    }
+
+    pub fn session_alive(&self, peer: &str) -> bool {
+        peerspool::tmux::Tmux::new(self.socket(peer)).alive_blocking()
+    }
+
+    pub fn daemon_stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.err")).unwrap_or_default()
+    }
+
+    /// Drops a raw file into a peer's spool via tmp + rename.
+    pub fn drop_raw(&self, peer: &str, name: &str, bytes: &[u8]) {
+        let tmp = self.peer_dir(peer).join("spool/tmp").join(name);
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, self.peer_dir(peer).join("spool/new").join(name)).unwrap();
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.kill_daemon();
+        for p in &self.peers {
+            peerspool::tmux::Tmux::new(self.socket(p)).kill_server_blocking();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- daemon stderr ---\n{}", self.daemon_stderr());
+            eprintln!("--- lifecycle.log ---\n{}", self.lifecycle());
+            eprintln!("--- delivery.log (tail) ---\n{}", self.delivery().lines().rev().take(20).collect::<Vec<_>>().join("\n"));
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: sends a signal to a child this harness spawned.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// Polls `cond` until true; panics with `what` after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
