@@ -48,7 +48,8 @@ pub struct View {
     pub last_activity_ms: Option<u64>,
     pub last_delivery_ms: Option<u64>,
     pub armed_at_ms: Option<u64>,
-    /// Latest turn-end marker from the agent's hook.
+    /// Latest turn-end marker from the agent's hook; it reaps an armed
+    /// ephemeral session when it is newer than the last delivery.
     pub turn_end_ms: Option<u64>,
     /// A delivery or ready gate is pending: never reap under it.
     pub busy: bool,
@@ -86,7 +87,8 @@ pub fn supervise(v: &View, t: &Timers, now: u64) -> Verdict {
     if !v.busy {
         if v.ephemeral {
             if let Some(armed) = v.armed_at_ms {
-                if v.turn_end_ms.is_some_and(|te| te >= armed) {
+                // The turn that ended must be the one our task started.
+                if v.turn_end_ms.is_some_and(|te| te >= v.last_delivery_ms.unwrap_or(v.woke_at_ms)) {
                     return Verdict::Reap { cause: "turn-end", park: false };
                 }
                 let quiet_from = last.max(armed);
@@ -170,10 +172,11 @@ mod tests {
         let v = View { ephemeral: true, woke_at_ms: 0, armed_at_ms: Some(10_000), last_activity_ms: Some(12_000), ..Default::default() };
         assert_eq!(supervise(&v, &T, 12_000 + T.quiet_ms - 1), Verdict::Keep { next_ms: 12_000 + T.quiet_ms });
         assert_eq!(supervise(&v, &T, 12_000 + T.quiet_ms), Verdict::Reap { cause: "quiet-after-reply", park: false });
-        let te = View { turn_end_ms: Some(10_500), ..v.clone() };
+        let v = View { last_delivery_ms: Some(5_000), ..v };
+        let te = View { turn_end_ms: Some(9_500), ..v.clone() };
         assert_eq!(supervise(&te, &T, 10_600), Verdict::Reap { cause: "turn-end", park: false });
-        // A turn-end from before the arm (the previous turn) does not count.
-        let old = View { turn_end_ms: Some(9_000), ..v };
+        // A turn-end from before the delivery (an earlier turn) does not count.
+        let old = View { turn_end_ms: Some(4_000), ..v };
         assert!(matches!(supervise(&old, &T, 10_600), Verdict::Keep { .. }));
     }
 
