@@ -16,6 +16,9 @@ pub struct Options {
     pub turn_end: bool,
     pub exit_after: Option<u64>,
     pub resumed: bool,
+    /// Answer by running `peerspool reply` (the documented in-session path)
+    /// instead of writing the outbox directly.
+    pub reply_cli: bool,
     /// Milliseconds to wait before answering (simulated work).
     pub work_ms: u64,
 }
@@ -115,8 +118,16 @@ fn respond(o: &Options, msg: &str) -> Result<(), String> {
     if o.work_ms > 0 {
         std::thread::sleep(std::time::Duration::from_millis(o.work_ms));
     }
-    let m = OutMsg { to: h.reply_to.clone(), text, reply_to: None, topic: None, in_reply_to: Some(h.id) };
-    crate::send::outbox(&root, &me, &m).map_err(|e| e.to_string())?;
+    if o.reply_cli {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let out = std::process::Command::new(exe).args(["reply", &text]).output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+    } else {
+        let m = OutMsg { to: h.reply_to.clone(), text, reply_to: None, topic: None, in_reply_to: Some(h.id) };
+        crate::send::outbox(&root, &me, &m).map_err(|e| e.to_string())?;
+    }
     if o.turn_end {
         crate::hook::turn_end(&root, &me).map_err(|e| e.to_string())?;
     }

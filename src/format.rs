@@ -79,7 +79,7 @@ impl fmt::Display for Reject {
             NotRegularFile(kind) => write!(f, "entry is a {kind}, not a regular file"),
             ForeignOwner(uid) => write!(f, "owned by uid {uid}, not the daemon's user"),
             MultipleLinks(n) => write!(f, "file has {n} hard links; it may alias a file outside the root"),
-            WritableByOthers(mode) => write!(f, "mode {mode:04o} lets group or others write it"),
+            WritableByOthers(mode) => write!(f, "mode {mode:04o} lets any user write it"),
             TooLarge { size, limit } => write!(f, "{size} bytes exceeds the {limit}-byte limit"),
             NotUtf8 => write!(f, "content is not valid UTF-8"),
             InvalidJson(e) => write!(f, "{e}"),

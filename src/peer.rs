@@ -245,8 +245,18 @@ impl Peer {
         self.complete.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 
+    /// Lists `dir`, first moving aside entries that have no UTF-8 name.
+    fn list(&self, dir: &std::path::Path, failed: &std::path::Path) -> crate::Result<Vec<String>> {
+        let (names, strays) = spool::list_with_strays(dir)?;
+        if strays > 0 {
+            let n = spool::quarantine_unnamed(dir, failed);
+            self.delivery(&[("event", "quarantine"), ("dir", &dir.display().to_string()), ("files", &n.to_string()), ("error", "bad-file-name")]);
+        }
+        Ok(names)
+    }
+
     fn route_outbox(&mut self, cfg: &Config) {
-        let names = match spool::list(&self.outbox.new) {
+        let names = match self.list(&self.outbox.new, &self.outbox.failed) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(peer = %self.name, error = %e, "cannot list outbox");
@@ -414,7 +424,7 @@ impl Peer {
         if let Some(n) = spool::list(&self.spool.cur).ok()?.into_iter().find(|n| self.gate.as_ref().is_none_or(|g| &g.task != n)) {
             return Some(n);
         }
-        for name in spool::list(&self.spool.new).ok()? {
+        for name in self.list(&self.spool.new, &self.spool.failed).ok()? {
             let key = format!("spool/{name}");
             if let Err(at) = self.settled(&key, &self.spool.new, &name, cfg) {
                 self.schedule(at);

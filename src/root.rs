@@ -134,7 +134,8 @@ impl Root {
     }
 
     pub fn is_peer(&self, name: &str) -> bool {
-        names::is_valid(name) && self.peers_dir().join(name).join("peer.json").is_file()
+        names::is_valid(name)
+            && fs::symlink_metadata(self.peers_dir().join(name).join("peer.json")).is_ok_and(|m| m.is_file())
     }
 
     /// Registered peers (those with a `peer.json`), sorted.

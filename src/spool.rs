@@ -44,23 +44,31 @@ pub fn write_atomic(tmp_dir: &Path, new_dir: &Path, name: &str, bytes: &[u8]) ->
 
 /// Message names in a directory, sorted (the delivery order).
 pub fn list(dir: &Path) -> Result<Vec<String>> {
-    let mut v: Vec<String> = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok().or_else(|| Some(lossy_marker(&e.file_name()))))
-            .filter(|n| is_message_name(n))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
-        Err(e) => return Err(Error::io(dir, e)),
-    };
-    v.sort_unstable();
-    Ok(v)
+    list_with_strays(dir).map(|(v, _)| v)
 }
 
-/// Non-UTF-8 names cannot be handled by name later; they are surfaced as an
-/// impossible name so the caller fails them instead of silently skipping.
-fn lossy_marker(n: &std::ffi::OsStr) -> String {
-    format!("\u{1}{}", n.to_string_lossy())
+/// Like `list`, also counting entries whose names are not UTF-8 (which
+/// `quarantine_unnamed` moves aside).
+pub fn list_with_strays(dir: &Path) -> Result<(Vec<String>, usize)> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((vec![], 0)),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut strays = 0;
+    let mut v: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| match e.file_name().into_string() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                strays += 1;
+                None
+            }
+        })
+        .filter(|n| is_message_name(n))
+        .collect();
+    v.sort_unstable();
+    Ok((v, strays))
 }
 
 /// Number of message files in a directory (for status).
@@ -80,13 +88,48 @@ pub fn move_to(from: &Path, to: &Path, name: &str) -> Result<bool> {
     }
 }
 
+/// A name safe to create in `failed/`: control characters and slashes
+/// become `_`, with a hash so two mangled names cannot collide.
+fn failed_name(name: &str) -> String {
+    if safe_file_name(name) {
+        return name.to_string();
+    }
+    let clean: String = name.chars().map(|c| if c.is_control() || c == '/' { '_' } else { c }).collect();
+    format!("{}-{:08x}.json", clean.trim_end_matches(".json").replace("..", "__"), crate::root::fnv1a(name.as_bytes()) as u32)
+}
+
 /// Moves a judged-bad entry into `failed/` with a one-line `.error` beside it.
 pub fn fail(from: &Path, failed: &Path, name: &str, reason: &str) -> Result<()> {
     let line: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    let err = failed.join(format!("{name}.error"));
-    fs::write(&err, format!("{line}\n")).at(&err)?;
-    move_to(from, failed, name)?;
-    Ok(())
+    let target = failed_name(name);
+    let err = failed.join(format!("{target}.error"));
+    File::create(&err).and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()).and_then(|_| f.sync_all())).at(&err)?;
+    match fs::rename(from.join(name), failed.join(&target)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(from.join(name), e)),
+        _ => fsync_dir(failed),
+    }
+}
+
+/// Moves entries whose names are not UTF-8 (they cannot be handled by
+/// name) into `failed/` under a readable name. Returns how many.
+pub fn quarantine_unnamed(dir: &Path, failed: &Path) -> usize {
+    let Ok(rd) = fs::read_dir(dir) else { return 0 };
+    let mut n = 0;
+    for e in rd.filter_map(|e| e.ok()) {
+        let raw = e.file_name();
+        if raw.to_str().is_some() {
+            continue;
+        }
+        let lossy = raw.to_string_lossy();
+        let target = format!("non-utf8-{:08x}.json", crate::root::fnv1a(raw.as_encoded_bytes()) as u32);
+        let reason = format!("bad-file-name: file name {:?} is not valid UTF-8", lossy);
+        if fs::write(failed.join(format!("{target}.error")), format!("{reason}\n")).is_ok()
+            && fs::rename(e.path(), failed.join(&target)).is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// What a reader may accept, and whose files count as ours.
@@ -122,8 +165,10 @@ fn check_meta(md: &fs::Metadata, lim: &Limits) -> Result<(), Reject> {
     if md.nlink() > 1 {
         return Err(Reject::MultipleLinks(md.nlink()));
     }
+    // World-writable only: a script under `umask 002` makes 0664 files,
+    // and the 0700 directories already keep the group out.
     let mode = md.permissions().mode() & 0o7777;
-    if mode & 0o022 != 0 {
+    if mode & 0o002 != 0 {
         return Err(Reject::WritableByOthers(mode));
     }
     if md.len() > lim.max_bytes {
@@ -172,10 +217,8 @@ pub fn prune(dir: &Path, max_age: Duration, max_count: usize, now: SystemTime) -
             .and_then(|m| m.modified())
             .map(|m| now.duration_since(m).unwrap_or_default() > max_age)
             .unwrap_or(false);
-        if i < excess || old {
-            if fs::remove_file(&p).is_ok() {
-                removed += 1;
-            }
+        if (i < excess || old) && fs::remove_file(&p).is_ok() {
+            removed += 1;
         }
     }
     Ok(removed)

@@ -40,9 +40,13 @@ fn infer(path: &Path) -> (Kind, Option<String>) {
 /// One file's verdict line and whether it was accepted.
 fn judge(path: &Path, kind: Kind, owner: &str, lim: &Limits) -> (String, bool) {
     if kind == Kind::Peer {
-        return match Profile::load(path).and_then(|p| p.validate().map_err(|e| peerspool::Error::Usage(e))) {
-            Ok(w) if w.is_empty() => ("ok".into(), true),
-            Ok(w) => (format!("ok (warning: {})", w.join("; ")), true),
+        return match Profile::load(path) {
+            Ok(p) => match p.validate() {
+                Ok(w) if w.is_empty() => ("ok".into(), true),
+                Ok(w) => (format!("ok (warning: {})", w.join("; ")), true),
+                Err(e) => (format!("rejected invalid-profile: {e}"), false),
+            },
+            Err(peerspool::Error::Profile { reason, .. }) => (format!("rejected invalid-profile: {reason}"), false),
             Err(e) => (format!("rejected invalid-profile: {e}"), false),
         };
     }
@@ -57,6 +61,11 @@ fn judge(path: &Path, kind: Kind, owner: &str, lim: &Limits) -> (String, bool) {
     }
 }
 
+/// A path on one line: control characters are shown escaped.
+fn printable(p: &Path) -> String {
+    p.display().to_string().chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
 pub fn run(c: SpoolCmd) -> anyhow::Result<i32> {
     let SpoolCmd::Check { kind, owner, files } = c;
     let (cfg, _) = peerspool::config::from_env();
@@ -68,7 +77,7 @@ pub fn run(c: SpoolCmd) -> anyhow::Result<i32> {
         let o = owner.clone().or(o0).unwrap_or_default();
         let (line, ok) = judge(&f, k, &o, &lim);
         all_ok &= ok;
-        println!("{}: {line}", f.display());
+        println!("{}: {line}", printable(&f));
     }
     Ok(if all_ok { 0 } else { 1 })
 }

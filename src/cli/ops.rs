@@ -76,7 +76,10 @@ pub fn log(root: &Root, a: LogArgs) -> anyhow::Result<i32> {
     for l in &lines {
         println!("{l}");
     }
-    while a.follow {
+    if !a.follow {
+        return Ok(0);
+    }
+    loop {
         std::thread::sleep(std::time::Duration::from_millis(250));
         for (i, f) in files.iter().enumerate() {
             let Ok(mut fh) = std::fs::File::open(f) else { continue };
@@ -99,7 +102,6 @@ pub fn log(root: &Root, a: LogArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    Ok(0)
 }
 
 #[derive(Subcommand, Debug)]
@@ -136,6 +138,9 @@ pub struct AgentArgs {
     /// Started as a resumed session (shown in the banner)
     #[arg(long)]
     pub resumed: bool,
+    /// Answer by running `peerspool reply` instead of writing the outbox
+    #[arg(long)]
+    pub reply_cli: bool,
     /// Simulated work before answering, in milliseconds
     #[arg(long, default_value_t = 0)]
     pub work_ms: u64,
@@ -143,6 +148,6 @@ pub struct AgentArgs {
 
 impl From<AgentArgs> for peerspool::agent::Options {
     fn from(a: AgentArgs) -> Self {
-        peerspool::agent::Options { log: a.log, reply: a.reply, turn_end: a.turn_end, exit_after: a.exit_after, resumed: a.resumed, work_ms: a.work_ms }
+        peerspool::agent::Options { log: a.log, reply: a.reply, turn_end: a.turn_end, exit_after: a.exit_after, resumed: a.resumed, reply_cli: a.reply_cli, work_ms: a.work_ms }
     }
 }

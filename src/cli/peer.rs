@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(Subcommand, Debug)]
 pub enum PeerCmd {
     /// Register a peer: write peer.json and its directories
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List registered peers
     List,
     /// Remove a peer (refused while tasks are queued, unless --force)
@@ -63,7 +63,7 @@ pub struct AddArgs {
 
 pub fn run(root: &Root, c: PeerCmd) -> anyhow::Result<i32> {
     match c {
-        PeerCmd::Add(a) => add(root, a),
+        PeerCmd::Add(a) => add(root, *a),
         PeerCmd::List => {
             for n in root.peer_names()? {
                 let p = root.peer(&n)?;

@@ -18,7 +18,7 @@ pub struct Env {
     peers: Vec<String>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PeerOpts {
     pub ephemeral: bool,
     pub reply: bool,
@@ -28,15 +28,11 @@ pub struct PeerOpts {
     pub resume: bool,
     pub exit_after: Option<u64>,
     pub work_ms: u64,
+    pub reply_cli: bool,
     /// Replace the agent argv entirely.
     pub argv: Option<Vec<String>>,
 }
 
-impl Default for PeerOpts {
-    fn default() -> Self {
-        PeerOpts { ephemeral: false, reply: false, turn_end: false, idle_secs: None, quiet_secs: None, resume: false, exit_after: None, work_ms: 0, argv: None }
-    }
-}
 
 impl Env {
     pub fn new() -> Env {
@@ -97,6 +93,9 @@ impl Env {
         let mut agent = vec![BIN.to_string(), "agent".into(), "--log".into(), log.display().to_string()];
         if o.reply {
             agent.push("--reply".into());
+        }
+        if o.reply_cli {
+            agent.push("--reply-cli".into());
         }
         if o.turn_end {
             agent.push("--turn-end".into());
@@ -213,6 +212,13 @@ impl Env {
 
     pub fn daemon_stderr(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("daemon.err")).unwrap_or_default()
+    }
+
+    /// Drops a raw file into a peer's outbox via tmp + rename.
+    pub fn drop_outbox(&self, peer: &str, name: &str, bytes: &[u8]) {
+        let tmp = self.peer_dir(peer).join("outbox/tmp").join(name);
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, self.peer_dir(peer).join("outbox/new").join(name)).unwrap();
     }
 
     /// Drops a raw file into a peer's spool via tmp + rename.
