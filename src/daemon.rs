@@ -9,7 +9,7 @@ use crate::lock::InstanceLock;
 use crate::logfmt::Log;
 use crate::peer::{self, Handle, Shared};
 use crate::root::Root;
-use crate::watch::{Hint, Watch};
+use crate::watch::{Change, Hint, Watch};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -96,14 +96,34 @@ impl Dispatcher {
         self.watched.insert(name.to_string(), ok);
     }
 
-    fn poke_all(&self) {
+    /// A watched queue directory was deleted: its watch died with it.
+    /// Re-create it (a missing `new/` would stop the queue) and watch again.
+    fn recover_dir(&mut self, name: &str, queue: &str) {
+        let Some(h) = self.peers.get(name) else { return };
+        h.relist.store(true, Ordering::Relaxed);
+        let Ok(p) = self.sh.root.peer(name) else { return };
+        if !self.sh.root.is_peer(name) {
+            return;
+        }
+        let res = self.sh.root.ensure_peer_dirs(&p);
+        let error = res.err().map(|e| e.to_string()).unwrap_or_default();
+        self.sh.lifecycle_log.write(&[("peer", name), ("event", "watch-lost"), ("dir", &format!("{queue}/new")), ("error", &error)]);
+        self.watch_peer(name);
+    }
+
+    /// Makes every peer re-list its queues: events may have been lost.
+    fn relist_all(&self) {
         for h in self.peers.values() {
+            h.relist.store(true, Ordering::Relaxed);
             h.poke.notify_one();
         }
     }
 
     fn rescan(&mut self, why: &str) {
         tracing::info!(reason = why, "rescan");
+        if why != "periodic" {
+            self.sh.lifecycle_log.write(&[("event", "rescan"), ("reason", why)]);
+        }
         // Re-adding a watch is idempotent and recovers one lost to a
         // deleted and re-created directory.
         let names: Vec<String> = self.peers.keys().cloned().collect();
@@ -111,10 +131,10 @@ impl Dispatcher {
             self.watch_peer(&n);
         }
         self.sync_peers();
-        self.poke_all();
+        self.relist_all();
     }
 
-    fn on_path(&mut self, path: &Path, complete: bool) {
+    fn on_path(&mut self, path: &Path, change: Change) {
         let root = &self.sh.root;
         if let Ok(rel) = path.strip_prefix(root.peers_dir()) {
             let parts: Vec<&str> = rel.components().filter_map(|c| match c {
@@ -134,12 +154,20 @@ impl Dispatcher {
                         h.poke.notify_one();
                     }
                 }
+                [n, q @ ("spool" | "outbox"), "new"] if change == Change::Gone => {
+                    let (n, q) = (n.to_string(), *q);
+                    self.recover_dir(&n, q);
+                }
                 [n, q @ ("spool" | "outbox"), "new", file] => {
                     if let Some(h) = self.peers.get(*n) {
-                        if complete {
-                            h.complete.lock().unwrap_or_else(|p| p.into_inner()).insert(format!("{q}/{file}"));
+                        let key = format!("{q}/{file}");
+                        if change == Change::Complete {
+                            h.complete.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone());
                         }
-                        h.poke.notify_one();
+                        if change != Change::Gone {
+                            h.hints.lock().unwrap_or_else(|p| p.into_inner()).push(key);
+                            h.poke.notify_one();
+                        }
                     }
                 }
                 [n, ..] => {
@@ -193,7 +221,7 @@ pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
     loop {
         tokio::select! {
             h = hints.recv() => match h {
-                Some(Hint::Path { path, complete }) => d.on_path(&path, complete),
+                Some(Hint::Path { path, change }) => d.on_path(&path, change),
                 Some(Hint::Rescan(why)) => d.rescan(&why),
                 None => break,
             },

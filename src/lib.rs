@@ -11,6 +11,7 @@ pub mod profile;
 pub mod root;
 pub mod sanitize;
 pub mod spool;
+pub mod head;
 
 pub use error::{Error, Result};
 pub mod lock;

@@ -6,6 +6,7 @@
 use crate::config::Config;
 use crate::deliver::{deliver, envelope};
 use crate::format::{parse_task, Task};
+use crate::head::{Head, Listing};
 use crate::lifecycle::{self, Timers, Verdict, View, WakeInputs};
 use crate::logfmt::Log;
 use crate::outbox::{self, Outcome, Routed};
@@ -46,6 +47,10 @@ pub struct Handle {
     pub complete: Arc<Mutex<HashSet<String>>>,
     /// Set when a watch could not be added: the loop polls instead.
     pub polling: Arc<std::sync::atomic::AtomicBool>,
+    /// Names seen in events (`spool/NAME`, `outbox/NAME`), for the heads.
+    pub hints: Arc<Mutex<Vec<String>>>,
+    /// Events may have been lost: re-list the queues.
+    pub relist: Arc<std::sync::atomic::AtomicBool>,
     pub join: tokio::task::JoinHandle<()>,
 }
 
@@ -71,6 +76,10 @@ struct Peer {
     runtime: Option<Arc<dyn Runtime>>,
     complete: Arc<Mutex<HashSet<String>>>,
     polling: Arc<std::sync::atomic::AtomicBool>,
+    hints: Arc<Mutex<Vec<String>>>,
+    relist: Arc<std::sync::atomic::AtomicBool>,
+    spool_head: Head,
+    outbox_head: Head,
     attempts: HashMap<String, u32>,
     session: Option<Session>,
     gate: Option<Gate>,
@@ -85,6 +94,8 @@ pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
     let poke = Arc::new(Notify::new());
     let complete = Arc::new(Mutex::new(HashSet::new()));
     let polling = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hints = Arc::new(Mutex::new(Vec::new()));
+    let relist = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let st = PeerState::new(&sh.root, &name);
     st.ensure()?;
     let mut p = Peer {
@@ -102,6 +113,10 @@ pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
         runtime: None,
         complete: complete.clone(),
         polling: polling.clone(),
+        hints: hints.clone(),
+        relist: relist.clone(),
+        spool_head: Head::new(crate::head::DEFAULT_CAP),
+        outbox_head: Head::new(crate::head::DEFAULT_CAP),
         attempts: HashMap::new(),
         gate: None,
         blocked_logged: None,
@@ -110,7 +125,7 @@ pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
     };
     let poke2 = poke.clone();
     let join = tokio::spawn(async move { p.run(poke2).await });
-    Ok(Handle { poke, complete, polling, join })
+    Ok(Handle { poke, complete, polling, hints, relist, join })
 }
 
 enum Flow {
@@ -159,9 +174,11 @@ impl Peer {
         let cfg = self.sh.cfg();
         let now = now_ms();
         self.next_ms = now + cfg.rescan.as_millis() as u64;
-        if self.polling.load(std::sync::atomic::Ordering::Relaxed) {
+        let polling = self.polling.load(std::sync::atomic::Ordering::Relaxed);
+        if polling {
             self.schedule(now + 1000);
         }
+        self.take_hints(polling);
         if !self.sh.root.is_peer(&self.name) {
             if self.session.is_some() {
                 self.end_session("peer-removed", false, false).await;
@@ -245,19 +262,37 @@ impl Peer {
         self.complete.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 
-    /// Lists `dir`, first moving aside entries that have no UTF-8 name.
-    fn list(&self, dir: &std::path::Path, failed: &std::path::Path) -> crate::Result<Vec<String>> {
-        let (names, strays) = spool::list_with_strays(dir)?;
-        if strays > 0 {
+    /// Feeds event names to the queue heads; a rescan (or polling, when a
+    /// watch is missing) makes them list their directories again.
+    fn take_hints(&mut self, polling: bool) {
+        if self.relist.swap(false, std::sync::atomic::Ordering::Relaxed) || polling {
+            self.spool_head.invalidate();
+            self.outbox_head.invalidate();
+        }
+        let hints = std::mem::take(&mut *self.hints.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in hints {
+            match h.split_once('/') {
+                Some(("spool", n)) => self.spool_head.hint(n),
+                Some(("outbox", n)) => self.outbox_head.hint(n),
+                _ => {}
+            }
+        }
+    }
+
+    /// Moves aside entries of `dir` that have no UTF-8 name.
+    fn quarantine(&self, l: &Listing, dir: &std::path::Path, failed: &std::path::Path) {
+        if l.strays > 0 {
             let n = spool::quarantine_unnamed(dir, failed);
             self.delivery(&[("event", "quarantine"), ("dir", &dir.display().to_string()), ("files", &n.to_string()), ("error", "bad-file-name")]);
         }
-        Ok(names)
     }
 
     fn route_outbox(&mut self, cfg: &Config) {
-        let names = match self.list(&self.outbox.new, &self.outbox.failed) {
-            Ok(n) => n,
+        let names = match self.outbox_head.names(&self.outbox.new) {
+            Ok((n, l)) => {
+                self.quarantine(&l, &self.outbox.new, &self.outbox.failed);
+                n
+            }
             Err(e) => {
                 tracing::warn!(peer = %self.name, error = %e, "cannot list outbox");
                 return;
@@ -272,7 +307,11 @@ impl Peer {
             }
             self.forget(&key);
             let start = Instant::now();
-            match outbox::route(&self.sh.root, &self.name, &name, &lim) {
+            let res = outbox::route(&self.sh.root, &self.name, &name, &lim);
+            if res.is_ok() {
+                self.outbox_head.remove(&name);
+            }
+            match res {
                 Ok(Outcome::Routed { msg, to, id }) => {
                     let (kind, dest) = match &to {
                         Routed::Peer(p) => ("peer", p.as_str()),
@@ -405,8 +444,9 @@ impl Peer {
 
     /// Puts a claimed task back at the head of the queue.
     fn requeue(&mut self, name: &str) {
-        if let Err(e) = spool::move_to(&self.spool.cur, &self.spool.new, name) {
-            tracing::warn!(peer = %self.name, error = %e, "requeue failed");
+        match spool::move_to(&self.spool.cur, &self.spool.new, name) {
+            Ok(_) => self.spool_head.hint(name),
+            Err(e) => tracing::warn!(peer = %self.name, error = %e, "requeue failed"),
         }
     }
 
@@ -424,14 +464,29 @@ impl Peer {
         if let Some(n) = spool::list(&self.spool.cur).ok()?.into_iter().find(|n| self.gate.as_ref().is_none_or(|g| &g.task != n)) {
             return Some(n);
         }
-        for name in self.list(&self.spool.new, &self.spool.failed).ok()? {
+        loop {
+            if self.spool_head.needs_listing() {
+                match self.spool_head.relist(&self.spool.new) {
+                    Ok(l) => self.quarantine(&l, &self.spool.new, &self.spool.failed),
+                    Err(e) => {
+                        tracing::warn!(peer = %self.name, error = %e, "cannot list spool");
+                        self.schedule(now_ms() + 1000);
+                        return None;
+                    }
+                }
+            }
+            let name = self.spool_head.first()?.clone();
             let key = format!("spool/{name}");
             if let Err(at) = self.settled(&key, &self.spool.new, &name, cfg) {
                 self.schedule(at);
                 return None;
             }
             self.forget(&key);
-            match spool::move_to(&self.spool.new, &self.spool.cur, &name) {
+            let claimed = spool::move_to(&self.spool.new, &self.spool.cur, &name);
+            if claimed.is_ok() {
+                self.spool_head.remove(&name);
+            }
+            match claimed {
                 Ok(true) => return Some(name),
                 Ok(false) => continue,
                 Err(e) => {
@@ -441,7 +496,6 @@ impl Peer {
                 }
             }
         }
-        None
     }
 
     fn judge(&mut self, name: &str, cfg: &Config) -> Option<Task> {

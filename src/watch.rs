@@ -10,23 +10,33 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hint {
-    /// Something changed at this path. `complete` means the writer is done
-    /// with it (renamed in, or closed after writing).
-    Path { path: PathBuf, complete: bool },
+    /// Something changed at this path.
+    Path { path: PathBuf, change: Change },
     /// Events may have been lost: re-list everything.
     Rescan(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The writer is done with it (renamed in, or closed after writing).
+    Complete,
+    /// Created or modified; it may still be being written.
+    Touched,
+    /// Removed or renamed away.
+    Gone,
 }
 
 pub struct Watch {
     inner: RecommendedWatcher,
 }
 
-fn classify(kind: &EventKind) -> Option<bool> {
+fn classify(kind: &EventKind) -> Option<Change> {
     match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(true),
-        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both | RenameMode::Any)) => Some(true),
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Change::Complete),
+        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both | RenameMode::Any)) => Some(Change::Complete),
+        EventKind::Modify(ModifyKind::Name(RenameMode::From)) | EventKind::Remove(_) => Some(Change::Gone),
         EventKind::Access(_) => None,
-        _ => Some(false),
+        _ => Some(Change::Touched),
     }
 }
 
@@ -57,9 +67,9 @@ fn forward(tx: &UnboundedSender<Hint>, res: notify::Result<notify::Event>) {
                 let _ = tx.send(Hint::Rescan("watcher overflow".into()));
                 return;
             }
-            let Some(complete) = classify(&ev.kind) else { return };
+            let Some(change) = classify(&ev.kind) else { return };
             for path in ev.paths {
-                let _ = tx.send(Hint::Path { path, complete });
+                let _ = tx.send(Hint::Path { path, change });
             }
         }
         Err(e) => {
