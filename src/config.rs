@@ -73,6 +73,7 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> (Config, Vec<String>
     dur("PEERSPOOL_TICK_SECS", &mut c.tick);
     dur("PEERSPOOL_SETTLE_SECS", &mut c.settle);
     dur("PEERSPOOL_RESCAN_SECS", &mut c.rescan);
+    dur("PEERSPOOL_DONE_MAX_AGE_SECS", &mut c.done_max_age);
     let mut int = |k: &str, slot: &mut u64| {
         if let Some(v) = get(k) {
             match v.trim().parse::<u64>() {
@@ -89,6 +90,9 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> (Config, Vec<String>
     int("PEERSPOOL_LOG_KEEP", &mut keep);
     c.log_keep = keep as usize;
     int("PEERSPOOL_MAX_BYTES", &mut c.max_bytes);
+    let mut keep = c.done_keep as u64;
+    int("PEERSPOOL_DONE_KEEP", &mut keep);
+    c.done_keep = keep as usize;
     (c, warn)
 }
 

@@ -17,6 +17,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
+/// File under `state/` naming the peers polled for lack of inotify watches.
+pub const WATCH_FALLBACK: &str = "watch-fallback";
+
 /// Called once the initial reconcile is done (systemd READY=1 hook).
 pub type ReadyHook = Box<dyn FnOnce() + Send>;
 
@@ -25,6 +28,8 @@ struct Dispatcher {
     watch: Watch,
     peers: HashMap<String, Handle>,
     watched: HashMap<String, Vec<PathBuf>>,
+    /// Peers whose directories could not all be watched (polled instead).
+    polled: std::collections::BTreeSet<String>,
 }
 
 impl Dispatcher {
@@ -66,6 +71,9 @@ impl Dispatcher {
             }
         }
         let gone: Vec<String> = self.peers.keys().filter(|k| !names.contains(k)).cloned().collect();
+        if gone.iter().any(|n| self.polled.remove(n)) {
+            self.publish_polled();
+        }
         for n in gone {
             if let Some(h) = self.peers.remove(&n) {
                 h.poke.notify_one();
@@ -94,6 +102,21 @@ impl Dispatcher {
             h.poke.notify_one();
         }
         self.watched.insert(name.to_string(), ok);
+        let changed = if failed { self.polled.insert(name.to_string()) } else { self.polled.remove(name) };
+        if changed {
+            self.publish_polled();
+        }
+    }
+
+    /// `state/watch-fallback` lists polled peers, for `doctor` and `status`.
+    fn publish_polled(&self) {
+        let p = self.sh.root.state_dir().join(WATCH_FALLBACK);
+        if self.polled.is_empty() {
+            let _ = std::fs::remove_file(&p);
+        } else {
+            let body: String = self.polled.iter().map(|n| format!("{n}\n")).collect();
+            let _ = crate::state::replace_file(&p, body.as_bytes());
+        }
     }
 
     /// A watched queue directory was deleted: its watch died with it.
@@ -206,7 +229,8 @@ pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
         crate::root::mkdir_private(&d)?;
         watch.add(&d).map_err(|e| Error::io(&d, std::io::Error::other(e.to_string())))?;
     }
-    let mut d = Dispatcher { sh: sh.clone(), watch, peers: HashMap::new(), watched: HashMap::new() };
+    let _ = std::fs::remove_file(root.state_dir().join(WATCH_FALLBACK));
+    let mut d = Dispatcher { sh: sh.clone(), watch, peers: HashMap::new(), watched: HashMap::new(), polled: Default::default() };
     sh.lifecycle_log.write(&[("event", "daemon-start"), ("pid", &std::process::id().to_string()), ("root", &root.path.display().to_string())]);
     d.sync_peers();
     tracing::info!(peers = d.peers.len(), root = %root.path.display(), "daemon ready");

@@ -101,14 +101,22 @@ async fn wait_submitted(tmux: &Tmux, rt: &dyn Runtime, after_paste: &str, act0: 
     }
 }
 
-pub async fn deliver(tmux: &Tmux, rt: &dyn Runtime, text: &str) -> Result<Timing, String> {
+/// Pastes `text` and presses Enter, confirming each step. `recovered`:
+/// the task was in flight when a previous daemon died, so its paste may
+/// already sit unsubmitted in the input; then only Enter is sent, or the
+/// agent would get the text twice in one message.
+pub async fn deliver(tmux: &Tmux, rt: &dyn Runtime, text: &str, recovered: bool) -> Result<Timing, String> {
     let start = Instant::now();
     let before = tmux.capture(false).await.map_err(|e| format!("capture failed: {e}"))?;
     let act0 = rt.activity();
-    tmux.paste(text).await.map_err(|e| format!("paste failed: {e}"))?;
-    let after_paste = wait_pasted(tmux, rt, &before, text)
-        .await
-        .ok_or_else(|| format!("paste not visible after {} ms", PASTE_BUDGET.as_millis()))?;
+    let after_paste = if recovered && rt.composer_holds(&before, text) {
+        before
+    } else {
+        tmux.paste(text).await.map_err(|e| format!("paste failed: {e}"))?;
+        wait_pasted(tmux, rt, &before, text)
+            .await
+            .ok_or_else(|| format!("paste not visible after {} ms", PASTE_BUDGET.as_millis()))?
+    };
     let paste_ms = start.elapsed().as_millis() as u64;
     tmux.keys(&["Enter"]).await.map_err(|e| format!("enter failed: {e}"))?;
     if !wait_submitted(tmux, rt, &after_paste, act0).await {

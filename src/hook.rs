@@ -8,7 +8,7 @@ pub const TURN_END: &str = ".turn-end";
 
 pub fn turn_end(root: &Root, peer: &str) -> Result<()> {
     let p = root.peer(peer)?.outbox_sub("new").join(TURN_END);
-    std::fs::write(&p, format!("{}\n", crate::state::now_ms())).at(&p)
+    crate::root::write_private(&p, format!("{}\n", crate::state::now_ms())).at(&p)
 }
 
 /// When the last turn ended, per the marker's mtime.

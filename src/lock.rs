@@ -26,7 +26,7 @@ impl InstanceLock {
         match f.try_lock() {
             Ok(()) => {
                 let p = root.state_dir().join("daemon.pid");
-                std::fs::write(&p, format!("{}\n", std::process::id())).at(&p)?;
+                crate::root::write_private(&p, format!("{}\n", std::process::id())).at(&p)?;
                 Ok(InstanceLock { _file: f })
             }
             Err(TryLockError::WouldBlock) => Err(Error::AlreadyRunning {

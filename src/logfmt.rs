@@ -2,6 +2,7 @@
 //! the operation being logged: errors are swallowed after one warning.
 
 use std::fs::{self, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -90,7 +91,7 @@ impl Log {
         if size > 0 && size + text.len() as u64 > self.max_bytes {
             self.rotate();
         }
-        let mut f = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let mut f = OpenOptions::new().create(true).append(true).mode(0o600).open(&self.path)?;
         f.write_all(text.as_bytes())
     }
 

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::format::{parse_outbox, InboxMsg, OutMsg, Task};
 use crate::root::Root;
 use crate::spool::{self, read_checked, Limits, Queue};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Routed {
@@ -27,57 +28,130 @@ fn already_there(dirs: &[std::path::PathBuf], name: &str) -> bool {
     dirs.iter().any(|d| d.join(name).exists())
 }
 
+/// A message accepted and (unless a copy already existed) staged in the
+/// destination's `tmp/`, waiting for the batch's sync.
+struct Staged {
+    msg: OutMsg,
+    to: Routed,
+    id: String,
+    /// (staged file, destination `new/`), or None when already routed.
+    file: Option<(PathBuf, PathBuf)>,
+}
+
 /// Routes `outbox/new/<name>` of `owner`.
 pub fn route(root: &Root, owner: &str, name: &str, lim: &Limits) -> Result<Outcome> {
-    let ob = Queue::outbox(&root.peer(owner)?);
+    route_batch(root, owner, &[name.to_string()], lim).pop().map(|(_, r)| r).unwrap_or(Ok(Outcome::Gone))
+}
+
+/// Routes several outbox files with one sync for the batch. Order of
+/// durability: every copy's data is synced, then renamed into its `new/`
+/// and that directory synced, and only then does the original leave
+/// `outbox/new/` — a crash at any point re-routes, never loses.
+pub fn route_batch(root: &Root, owner: &str, names: &[String], lim: &Limits) -> Vec<(String, Result<Outcome>)> {
+    let ob = match root.peer(owner) {
+        Ok(p) => Queue::outbox(&p),
+        Err(e) => return names.iter().map(|n| (n.clone(), Err(crate::Error::io(root.peers_dir(), std::io::Error::other(e.to_string()))))).collect(),
+    };
+    let mut results: Vec<Option<Result<Outcome>>> = names.iter().map(|_| None).collect();
+    let mut staged: Vec<(usize, Staged)> = vec![];
+    for (i, name) in names.iter().enumerate() {
+        match stage_one(root, owner, &ob, name, lim) {
+            Ok(Ok(s)) => staged.push((i, s)),
+            Ok(Err(o)) => results[i] = Some(Ok(o)),
+            Err(e) => results[i] = Some(Err(e)),
+        }
+    }
+    let files: Vec<PathBuf> = staged.iter().filter_map(|(_, s)| s.file.as_ref().map(|f| f.0.clone())).collect();
+    if let Err(e) = spool::sync_staged(&files) {
+        for f in &files {
+            let _ = std::fs::remove_file(f);
+        }
+        for (i, _) in staged.drain(..) {
+            results[i] = Some(Err(crate::Error::io(&ob.new, std::io::Error::other(e.to_string()))));
+        }
+    }
+    let mut dirs = std::collections::BTreeSet::new();
+    let mut placed = vec![];
+    for (i, s) in staged {
+        if let Some((tmp, new)) = &s.file {
+            let name = &names[i];
+            if let Err(e) = std::fs::rename(tmp, new.join(name)) {
+                let _ = std::fs::remove_file(tmp);
+                results[i] = Some(Err(crate::Error::io(new.join(name), e)));
+                continue;
+            }
+            dirs.insert(new.clone());
+        }
+        placed.push((i, s));
+    }
+    let synced: Vec<(PathBuf, bool)> = dirs.into_iter().map(|d| {
+        let ok = spool::fsync_dir(&d).is_ok();
+        (d, ok)
+    }).collect();
+    for (i, s) in placed {
+        let name = &names[i];
+        let dir_ok = s.file.as_ref().is_none_or(|(_, new)| synced.iter().any(|(d, ok)| d == new && *ok));
+        results[i] = Some(if !dir_ok {
+            Err(crate::Error::io(&ob.new, std::io::Error::other("destination directory sync failed")))
+        } else {
+            spool::move_to(&ob.new, &ob.done, name).map(|_| Outcome::Routed { msg: s.msg, to: s.to, id: s.id })
+        });
+    }
+    names.iter().cloned().zip(results.into_iter().map(|r| r.unwrap_or(Ok(Outcome::Gone)))).collect()
+}
+
+/// Judges one file and stages its copy. `Ok(Err(outcome))`: finished here
+/// (rejected or gone).
+fn stage_one(root: &Root, owner: &str, ob: &Queue, name: &str, lim: &Limits) -> Result<std::result::Result<Staged, Outcome>> {
     let path = ob.new.join(name);
-    if !path.exists() && std::fs::symlink_metadata(&path).is_err() {
-        return Ok(Outcome::Gone);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(Err(Outcome::Gone));
     }
     let msg = match read_checked(&path, lim).and_then(|b| parse_outbox(&b, owner)) {
         Ok(m) => m,
         Err(r) => {
             spool::fail(&ob.new, &ob.failed, name, &r.to_string())?;
-            return Ok(Outcome::Rejected(r.to_string()));
+            return Ok(Err(Outcome::Rejected(r.to_string())));
         }
     };
     let id = name.trim_end_matches(".json").to_string();
-    let to = if root.is_peer(&msg.to) {
+    let (to, tmp, new, bytes) = if root.is_peer(&msg.to) {
         let q = Queue::spool(&root.peer(&msg.to)?);
-        if !already_there(&[q.new.clone(), q.cur.clone(), q.done.clone()], name) {
-            let t = Task {
-                v: 1,
-                id: id.clone(),
-                from: owner.into(),
-                reply_to: msg.reply_to.clone().unwrap_or_else(|| owner.into()),
-                topic: msg.topic.clone(),
-                in_reply_to: msg.in_reply_to.clone(),
-                text: msg.text.clone(),
-            };
-            q.enqueue(name, &serde_json::to_vec(&t).unwrap_or_default())?;
-        }
-        Routed::Peer(msg.to.clone())
+        let dup = already_there(&[q.new.clone(), q.cur.clone(), q.done.clone()], name);
+        let t = Task {
+            v: 1,
+            id: id.clone(),
+            from: owner.into(),
+            reply_to: msg.reply_to.clone().unwrap_or_else(|| owner.into()),
+            topic: msg.topic.clone(),
+            in_reply_to: msg.in_reply_to.clone(),
+            text: msg.text.clone(),
+        };
+        (Routed::Peer(msg.to.clone()), q.tmp, q.new, (!dup).then(|| serde_json::to_vec(&t).unwrap_or_default()))
     } else {
         let dir = root.inbox(&msg.to)?;
         let (tmp, new) = (dir.join("tmp"), dir.join("new"));
-        crate::root::mkdir_private(&tmp)?;
-        crate::root::mkdir_private(&new)?;
-        if !already_there(&[new.clone(), dir.join("cur")], name) {
-            let m = InboxMsg {
-                v: 1,
-                id: id.clone(),
-                from: owner.into(),
-                to: msg.to.clone(),
-                topic: msg.topic.clone(),
-                in_reply_to: msg.in_reply_to.clone(),
-                text: msg.text.clone(),
-            };
-            spool::write_atomic(&tmp, &new, name, &serde_json::to_vec(&m).unwrap_or_default())?;
+        if !new.is_dir() || !tmp.is_dir() {
+            crate::root::mkdir_private(&tmp)?;
+            crate::root::mkdir_private(&new)?;
         }
-        Routed::Inbox(msg.to.clone())
+        let dup = already_there(&[new.clone(), dir.join("cur")], name);
+        let m = InboxMsg {
+            v: 1,
+            id: id.clone(),
+            from: owner.into(),
+            to: msg.to.clone(),
+            topic: msg.topic.clone(),
+            in_reply_to: msg.in_reply_to.clone(),
+            text: msg.text.clone(),
+        };
+        (Routed::Inbox(msg.to.clone()), tmp, new, (!dup).then(|| serde_json::to_vec(&m).unwrap_or_default()))
     };
-    spool::move_to(&ob.new, &ob.done, name)?;
-    Ok(Outcome::Routed { msg, to, id })
+    let file = match bytes {
+        Some(b) => Some((spool::stage(&tmp, name, &b)?, new)),
+        None => None,
+    };
+    Ok(Ok(Staged { msg, to, id, file }))
 }
 
 #[cfg(test)]

@@ -87,7 +87,17 @@ struct Peer {
     /// No wake before this time (backoff after a failed wake or delivery).
     hold_until_ms: u64,
     next_ms: u64,
+    /// When `done/` pruning and `tmp/` sweeping are next due.
+    housekeep_ms: u64,
 }
+
+/// How often (at most; the rescan interval if shorter) a peer prunes
+/// `done/` and sweeps stale staging files.
+const HOUSEKEEP_EVERY_MS: u64 = 60_000;
+/// Outbox files routed per sync.
+const ROUTE_BATCH: usize = 512;
+/// A file in `tmp/` this old was left by a crashed writer.
+const STALE_TMP: Duration = Duration::from_secs(3600);
 
 pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
     let paths = sh.root.peer(&name)?;
@@ -122,6 +132,7 @@ pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
         blocked_logged: None,
         hold_until_ms: 0,
         next_ms: 0,
+        housekeep_ms: 0,
     };
     let poke2 = poke.clone();
     let join = tokio::spawn(async move { p.run(poke2).await });
@@ -186,6 +197,10 @@ impl Peer {
             self.lifecycle(&[("event", "unregistered")]);
             return Flow::Exit;
         }
+        if now >= self.housekeep_ms {
+            self.housekeep_ms = now + HOUSEKEEP_EVERY_MS.min(cfg.rescan.as_millis() as u64);
+            self.housekeep(&cfg);
+        }
         self.reload_profile();
         self.route_outbox(&cfg);
         self.supervise(&cfg).await;
@@ -193,6 +208,23 @@ impl Peer {
             self.deliver_tasks(&cfg).await;
         }
         Flow::Continue
+    }
+
+    /// Keeps `done/` and `outbox/sent/` bounded by age and count, and
+    /// removes what crashed writers left in `tmp/`.
+    fn housekeep(&self, cfg: &Config) {
+        let now = SystemTime::now();
+        let mut pruned = 0;
+        for dir in [&self.spool.done, &self.outbox.done] {
+            match spool::prune(dir, cfg.done_max_age, cfg.done_keep, now) {
+                Ok(n) => pruned += n,
+                Err(e) => tracing::warn!(peer = %self.name, error = %e, "prune failed"),
+            }
+        }
+        let swept: usize = [&self.spool.tmp, &self.outbox.tmp].iter().map(|d| spool::sweep_tmp(d, STALE_TMP, now)).sum();
+        if pruned + swept > 0 {
+            self.lifecycle(&[("event", "housekeeping"), ("pruned", &pruned.to_string()), ("swept_tmp", &swept.to_string())]);
+        }
     }
 
     fn reload_profile(&mut self) {
@@ -299,42 +331,70 @@ impl Peer {
             }
         };
         let lim = Limits { max_bytes: cfg.max_bytes, ..Limits::default() };
-        for name in names {
-            let key = format!("outbox/{name}");
-            if let Err(at) = self.settled(&key, &self.outbox.new, &name, cfg) {
-                self.schedule(at);
-                break;
-            }
-            self.forget(&key);
-            let start = Instant::now();
-            let res = outbox::route(&self.sh.root, &self.name, &name, &lim);
-            if res.is_ok() {
-                self.outbox_head.remove(&name);
-            }
-            match res {
-                Ok(Outcome::Routed { msg, to, id }) => {
-                    let (kind, dest) = match &to {
-                        Routed::Peer(p) => ("peer", p.as_str()),
-                        Routed::Inbox(a) => ("inbox", a.as_str()),
-                    };
-                    let us = start.elapsed().as_micros().to_string();
-                    self.delivery(&[
-                        ("event", "route"), ("id", &id), ("to", dest), ("kind", kind),
-                        ("in_reply_to", msg.in_reply_to.as_deref().unwrap_or("")),
-                        ("bytes", &msg.text.len().to_string()), ("outcome", "routed"), ("latency_us", &us),
-                    ]);
-                    self.arm();
-                }
-                Ok(Outcome::Rejected(why)) => {
-                    self.delivery(&[("event", "route"), ("file", &name), ("outcome", "rejected"), ("error", &why)]);
-                }
-                Ok(Outcome::Gone) => {}
-                Err(e) => {
-                    self.delivery(&[("event", "route"), ("file", &name), ("outcome", "error"), ("error", &e.to_string())]);
-                    self.schedule(now_ms() + 1000);
+        let mut pending = names.into_iter().peekable();
+        while pending.peek().is_some() {
+            // Consecutive settled files, in order, make one batch.
+            let mut batch = vec![];
+            let mut blocked = false;
+            while batch.len() < ROUTE_BATCH {
+                let Some(name) = pending.peek() else { break };
+                let key = format!("outbox/{name}");
+                if let Err(at) = self.settled(&key, &self.outbox.new, name, cfg) {
+                    self.schedule(at);
+                    blocked = true;
                     break;
                 }
+                self.forget(&key);
+                batch.extend(pending.next());
             }
+            // Arm before routing: an arm recorded only after the reply left
+            // would be lost to a crash in between, leaving the worker to
+            // the long unarmed bound.
+            if !batch.is_empty() {
+                self.arm();
+            }
+            let start = Instant::now();
+            let results = outbox::route_batch(&self.sh.root, &self.name, &batch, &lim);
+            let us = start.elapsed().as_micros().to_string();
+            let n = batch.len().to_string();
+            let mut failed = false;
+            for (name, res) in results {
+                if res.is_ok() {
+                    self.outbox_head.remove(&name);
+                }
+                match res {
+                    Ok(Outcome::Routed { msg, to, id }) => {
+                        let (kind, dest) = match &to {
+                            Routed::Peer(p) => ("peer", p.as_str()),
+                            Routed::Inbox(a) => ("inbox", a.as_str()),
+                        };
+                        self.delivery(&[
+                            ("event", "route"), ("id", &id), ("to", dest), ("kind", kind),
+                            ("in_reply_to", msg.in_reply_to.as_deref().unwrap_or("")),
+                            ("bytes", &msg.text.len().to_string()), ("outcome", "routed"), ("batch", &n), ("batch_us", &us),
+                        ]);
+                    }
+                    Ok(Outcome::Rejected(why)) => {
+                        self.delivery(&[("event", "route"), ("file", &name), ("outcome", "rejected"), ("error", &why)]);
+                    }
+                    Ok(Outcome::Gone) => {}
+                    Err(e) => {
+                        failed = true;
+                        self.delivery(&[("event", "route"), ("file", &name), ("outcome", "error"), ("error", &e.to_string())]);
+                    }
+                }
+            }
+            if failed {
+                self.schedule(now_ms() + 1000);
+                return;
+            }
+            if blocked {
+                return;
+            }
+        }
+        // The window ran dry with more on disk: come back at once.
+        if self.outbox_head.needs_listing() {
+            self.schedule(now_ms());
         }
     }
 
@@ -460,9 +520,9 @@ impl Peer {
 
     /// The next task to work on: anything already claimed (a restart left
     /// it in `cur/`) first, then the head of `new/` once settled.
-    fn next_task(&mut self, cfg: &Config) -> Option<String> {
+    fn next_task(&mut self, cfg: &Config) -> Option<(String, bool)> {
         if let Some(n) = spool::list(&self.spool.cur).ok()?.into_iter().find(|n| self.gate.as_ref().is_none_or(|g| &g.task != n)) {
-            return Some(n);
+            return Some((n, true));
         }
         loop {
             if self.spool_head.needs_listing() {
@@ -487,7 +547,7 @@ impl Peer {
                 self.spool_head.remove(&name);
             }
             match claimed {
-                Ok(true) => return Some(name),
+                Ok(true) => return Some((name, false)),
                 Ok(false) => continue,
                 Err(e) => {
                     tracing::warn!(peer = %self.name, error = %e, "claim failed");
@@ -561,7 +621,7 @@ impl Peer {
             if self.session.is_none() && !self.may_wake(cfg) {
                 return;
             }
-            let Some(name) = self.next_task(cfg) else { return };
+            let Some((name, recovered)) = self.next_task(cfg) else { return };
             let Some(task) = self.judge(&name, cfg) else { continue };
             let mut woke = "no";
             if self.session.is_none() {
@@ -574,14 +634,14 @@ impl Peer {
                     }
                 }
             }
-            if !self.deliver_one(cfg, &name, &task, woke).await {
+            if !self.deliver_one(cfg, &name, &task, woke, recovered && woke == "no").await {
                 return;
             }
         }
     }
 
     /// Pastes one claimed task. Returns false when the loop should pause.
-    async fn deliver_one(&mut self, cfg: &Config, name: &str, task: &Task, woke: &str) -> bool {
+    async fn deliver_one(&mut self, cfg: &Config, name: &str, task: &Task, woke: &str, recovered: bool) -> bool {
         let Some(rt) = self.runtime.clone() else { return false };
         let first = self.session.as_ref().is_some_and(|s| s.delivered == 0);
         let fresh = self.session.as_ref().is_some_and(|s| s.mode == "fresh");
@@ -591,7 +651,7 @@ impl Peer {
         let _ = self.st.set_current(Some(&cur));
         let queued_ms = std::fs::metadata(self.spool.cur.join(name)).and_then(|m| m.modified()).map(crate::state::ms).unwrap_or(0);
         let act0 = self.activity_ms();
-        let result = deliver(&self.tmux, rt.as_ref(), &text).await;
+        let result = deliver(&self.tmux, rt.as_ref(), &text, recovered).await;
         let now = now_ms();
         let attempt = self.attempts.get(name).copied().unwrap_or(0) + 1;
         let latency = now.saturating_sub(queued_ms).to_string();

@@ -28,6 +28,14 @@ pub fn uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Writes a file only the owner can read (0600 when created), whatever
+/// the umask: state, logs and reasons can quote message text.
+pub fn write_private(p: &Path, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(p)?.write_all(bytes.as_ref())
+}
+
 /// Creates a private directory (0700) and its missing parents.
 pub fn mkdir_private(p: &Path) -> Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(p).at(p)

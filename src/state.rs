@@ -69,7 +69,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(p: &Path) -> Option<T> {
 /// Replaces a small file atomically (write a temp sibling, rename).
 pub fn replace_file(p: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = p.with_extension("tmp~");
-    fs::write(&tmp, bytes).at(&tmp)?;
+    crate::root::write_private(&tmp, bytes).at(&tmp)?;
     fs::rename(&tmp, p).at(p)
 }
 
@@ -98,7 +98,7 @@ impl PeerState {
         self.ensure()?;
         let p = self.p("stopped");
         if on {
-            fs::write(&p, format!("{}\n", now_ms())).at(&p)
+            crate::root::write_private(&p, format!("{}\n", now_ms())).at(&p)
         } else {
             match fs::remove_file(&p) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(crate::Error::io(p, e)),
@@ -180,7 +180,7 @@ impl PeerState {
     }
 
     pub fn set_activity_ms(&self, at: u64) {
-        let _ = fs::write(self.p("activity"), format!("{at}\n"));
+        let _ = crate::root::write_private(&self.p("activity"), format!("{at}\n"));
     }
 
     /// Why the last wake was refused or failed (crash-loop, boot failure).
@@ -191,7 +191,7 @@ impl PeerState {
     pub fn set_blocked(&self, why: Option<&str>) {
         match why {
             Some(w) => {
-                let _ = fs::write(self.p("blocked"), format!("{w}\n"));
+                let _ = crate::root::write_private(&self.p("blocked"), format!("{w}\n"));
             }
             None => {
                 let _ = fs::remove_file(self.p("blocked"));

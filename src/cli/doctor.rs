@@ -32,7 +32,8 @@ pub fn run(root: &Root) -> anyhow::Result<i32> {
     }
     let peers = root.peer_names().unwrap_or_default();
     if cfg!(target_os = "linux") {
-        let watches = read_num("/proc/sys/fs/inotify/max_user_watches");
+        // The per-user-namespace limit is the one that applies when set.
+        let watches = read_num("/proc/sys/user/max_inotify_watches").or_else(|| read_num("/proc/sys/fs/inotify/max_user_watches"));
         let need = (peers.len() as u64 + 1) * 4;
         match watches {
             Some(w) if w >= need => line(Some(true), "inotify watches", format!("max_user_watches={w} (need about {need})")),
@@ -65,7 +66,14 @@ pub fn run(root: &Root) -> anyhow::Result<i32> {
         line(None, "root", format!("{} does not exist yet (created by `peer add` or the daemon)", root.path.display()));
     }
     match peerspool::lock::running(root) {
-        Some(pid) => line(Some(true), "daemon", format!("running (pid {pid})")),
+        Some(pid) => {
+            line(Some(true), "daemon", format!("running (pid {pid})"));
+            let polled = std::fs::read_to_string(root.state_dir().join(peerspool::daemon::WATCH_FALLBACK)).unwrap_or_default();
+            let polled: Vec<&str> = polled.lines().collect();
+            if !polled.is_empty() {
+                line(Some(false), "watches", format!("out of inotify watches: {} polled every second instead ({}); raise fs.inotify.max_user_watches", polled.len(), polled.join(", ")));
+            }
+        }
         None => line(None, "daemon", "not running (start it: peerspool daemon, or as a service)".into()),
     }
     for (rt, env) in [("claude", "PEERSPOOL_CLAUDE_BIN"), ("codex", "PEERSPOOL_CODEX_BIN")] {

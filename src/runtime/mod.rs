@@ -61,6 +61,12 @@ pub trait Runtime: Send + Sync {
     fn submitted(&self, after_paste: &str, now: &str) -> bool {
         norm(after_paste) != norm(now)
     }
+    /// The input surface already holds `text`, pasted but not submitted
+    /// (a daemon killed between paste and Enter): Enter alone finishes it.
+    fn composer_holds(&self, screen: &str, text: &str) -> bool {
+        let t = tail(text);
+        !t.is_empty() && screen.lines().rev().map(norm).find(|l| !l.is_empty()).is_some_and(|l| l.ends_with(&t))
+    }
     /// Whether a second Enter is safe when the first did not show.
     fn reenter(&self) -> bool {
         false
@@ -118,6 +124,17 @@ mod tests {
     fn tail_is_last_line_end() {
         assert_eq!(tail("first\nsecond line here that is long enough\n\n"), "line here that is long enough".chars().skip(5).collect::<String>());
         assert_eq!(tail("a\tb"), "a b");
+    }
+
+    #[test]
+    fn composer_holds_only_on_the_input_row() {
+        let r = command::Command::new(&{
+            let mut p = Profile::new(RuntimeKind::Command, "/tmp".into());
+            p.command = Some(vec!["x".into()]);
+            p
+        });
+        assert!(r.composer_holds("received #1\nagent> [peerspool task a from b]\u{23ce}do it\n\n", "[peerspool task a from b]\ndo it"));
+        assert!(!r.composer_holds("received #1: do it\nagent> \n", "[peerspool task a from b]\ndo it"));
     }
 
     #[test]
