@@ -47,6 +47,9 @@ pub struct Handle {
     /// Set when a watch could not be added: the loop polls instead.
     pub polling: Arc<std::sync::atomic::AtomicBool>,
     pub join: tokio::task::JoinHandle<()>,
+    /// Resolves (or errs, if the loop ended first) once the first pass has
+    /// routed the outbox and checked the session: the daemon's readiness.
+    pub reconciled: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 /// A delivery that must show activity before the task counts as done.
@@ -78,6 +81,7 @@ struct Peer {
     /// No wake before this time (backoff after a failed wake or delivery).
     hold_until_ms: u64,
     next_ms: u64,
+    reconciled: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
@@ -87,6 +91,7 @@ pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
     let polling = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let st = PeerState::new(&sh.root, &name);
     st.ensure()?;
+    let (tx_reconciled, reconciled) = tokio::sync::oneshot::channel();
     let mut p = Peer {
         tmux: Tmux::new(sh.root.tmux_socket(&name)),
         spool: Queue::spool(&paths),
@@ -107,10 +112,11 @@ pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
         blocked_logged: None,
         hold_until_ms: 0,
         next_ms: 0,
+        reconciled: Some(tx_reconciled),
     };
     let poke2 = poke.clone();
     let join = tokio::spawn(async move { p.run(poke2).await });
-    Ok(Handle { poke, complete, polling, join })
+    Ok(Handle { poke, complete, polling, join, reconciled: Some(reconciled) })
 }
 
 enum Flow {
@@ -172,6 +178,9 @@ impl Peer {
         self.reload_profile();
         self.route_outbox(&cfg);
         self.supervise(&cfg).await;
+        if let Some(tx) = self.reconciled.take() {
+            let _ = tx.send(());
+        }
         if !self.sh.stopping() {
             self.deliver_tasks(&cfg).await;
         }
