@@ -191,7 +191,8 @@ fn service_install_writes_unit_for_this_binary_and_is_idempotent() {
     std::fs::remove_file(&unit).unwrap();
     let o = svc(&e, &["install", "--dry-run", "--manager", "systemd"]);
     assert!(o.status.success());
-    assert!(out(&o).ends_with(&text), "{}", out(&o));
+    assert_eq!(out(&o), text, "stdout is exactly the file");
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&unit.display().to_string()));
     assert!(!unit.exists());
 }
 
@@ -242,6 +243,10 @@ fn generated_man_page_and_completions_cover_the_cli() {
         assert!(man.contains(verb), "man page lacks {verb}");
     }
     let dir = e.dir.path().join("gen");
+    e.ok(&["generate", "man", "--out", dir.to_str().unwrap()]);
+    assert_eq!(read(&dir.join("peerspool.1")), man + "\n", "--out writes what stdout shows");
+    assert!(read(&dir.join("peerspool-send.1")).contains(".TH peerspool-send 1"));
+    assert!(!dir.join("peerspool-agent.1").exists(), "hidden verbs get no page");
     for (shell, file, needle) in [("bash", "peerspool.bash", "complete -F"), ("zsh", "_peerspool", "#compdef peerspool"), ("fish", "peerspool.fish", "complete -c peerspool")] {
         e.ok(&["generate", "completions", shell, "--out", dir.to_str().unwrap()]);
         let text = read(&dir.join(file));

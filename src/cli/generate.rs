@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub enum GenerateCmd {
     /// The man page, peerspool(1)
     Man {
-        /// Write DIR/peerspool.1 instead of printing
+        /// Write DIR/peerspool.1 and a page per verb (peerspool-send.1, ...) instead of printing
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
@@ -40,10 +40,26 @@ fn emit(out: Option<&Path>, file: &str, bytes: &[u8]) -> anyhow::Result<()> {
 pub fn run(c: GenerateCmd) -> anyhow::Result<i32> {
     let mut cmd = super::Cli::command();
     match c {
-        GenerateCmd::Man { out } => {
+        // `help` is not a page of its own; without this, peerspool.1 would list peerspool-help(1).
+        GenerateCmd::Man { out: None } => {
+            let cmd = cmd.disable_help_subcommand(true);
             let mut buf = vec![];
             clap_mangen::Man::new(cmd).render(&mut buf)?;
-            emit(out.as_deref(), "peerspool.1", &buf)?;
+            emit(None, "peerspool.1", &buf)?;
+        }
+        // peerspool.1 lists the verbs as peerspool-VERB(1): write those too.
+        GenerateCmd::Man { out: Some(dir) } => {
+            std::fs::create_dir_all(&dir).map_err(|e| peerspool::Error::io(&dir, e))?;
+            clap_mangen::generate_to(cmd.disable_help_subcommand(true), &dir).map_err(|e| peerspool::Error::io(&dir, e))?;
+            let mut pages: Vec<_> = std::fs::read_dir(&dir)
+                .map_err(|e| peerspool::Error::io(&dir, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "1"))
+                .collect();
+            pages.sort();
+            for p in pages {
+                println!("{}", p.display());
+            }
         }
         GenerateCmd::Completions { shell, out } => {
             let mut buf = vec![];

@@ -119,7 +119,7 @@ fn install(root: &Root, a: InstallArgs) -> anyhow::Result<i32> {
     };
     let path = file_path(m, &home);
     if a.dry_run {
-        println!("# would write {}", path.display());
+        eprintln!("# would write {}", path.display());
         print!("{content}");
         return Ok(0);
     }
