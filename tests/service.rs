@@ -155,11 +155,20 @@ fn sighup_reloads_rescans_and_keeps_running() {
     assert_eq!(e.stop_daemon(), Some(0));
 }
 
-/// `service` commands with HOME and XDG_CONFIG_HOME inside the test dir.
+/// `service` commands with HOME and XDG_CONFIG_HOME inside the test dir,
+/// and no way to reach a user manager (as under CI, and so that a test can
+/// never enable a real unit on a developer's machine).
 fn svc(e: &Env, args: &[&str]) -> std::process::Output {
     let mut full = vec!["service"];
     full.extend_from_slice(args);
-    e.cmd(&full).env("HOME", e.dir.path().join("home")).env("XDG_CONFIG_HOME", e.dir.path().join("cfg")).stdin(Stdio::null()).output().unwrap()
+    e.cmd(&full)
+        .env("HOME", e.dir.path().join("home"))
+        .env("XDG_CONFIG_HOME", e.dir.path().join("cfg"))
+        .env("XDG_RUNTIME_DIR", e.dir.path().join("no-runtime"))
+        .env("DBUS_SESSION_BUS_ADDRESS", format!("unix:path={}", e.dir.path().join("no-bus").display()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
 }
 
 fn out(o: &std::process::Output) -> String {
@@ -208,9 +217,9 @@ fn service_status_and_uninstall() {
     let s = out(&o);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(s.starts_with(&format!("installed: yes, {}\n", unit.display())), "{s}");
-    // Either the user manager answers, or one line says it cannot be reached.
-    let unavailable = s.lines().filter(|l| l.contains("systemctl --user is unavailable")).count();
-    assert!(unavailable == 1 || (s.contains("\nenabled: ") && s.contains("\nactive: ")), "{s}");
+    let unavailable: Vec<&str> = s.lines().filter(|l| l.contains("systemctl --user is unavailable")).collect();
+    assert_eq!(unavailable.len(), 1, "one line says why enabled/active are unknown: {s}");
+    assert!(!s.contains("enabled:") && !s.contains("active:"), "{s}");
     assert!(s.contains("daemon: not running"), "{s}");
 
     let o = svc(&e, &["uninstall", "--no-disable", "--manager", "systemd"]);
@@ -218,6 +227,18 @@ fn service_status_and_uninstall() {
     assert!(!unit.exists());
     let o = svc(&e, &["uninstall", "--no-disable", "--manager", "systemd"]);
     assert!(o.status.success() && out(&o).contains("not installed"), "{}", out(&o));
+}
+
+#[test]
+fn service_install_without_user_manager_writes_unit_and_fails_in_one_line() {
+    let e = Env::new();
+    let unit = e.dir.path().join("cfg/systemd/user/peerspool.service");
+    let o = svc(&e, &["install", "--manager", "systemd"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("systemctl --user is unavailable") && err.contains(&unit.display().to_string()) && err.contains("enable --now"), "{err}");
+    assert!(unit.exists(), "the unit is written even when it cannot be enabled");
 }
 
 #[test]
