@@ -100,6 +100,7 @@ for f in usr/bin/peerspool usr/lib/systemd/user/peerspool.service usr/share/man/
   check "deb contains /$f" grep -q " \./$f\$" <<<"$contents"
 done
 check "deb binary is executable (0755)" grep -q '^-rwxr-xr-x .* \./usr/bin/peerspool$' <<<"$contents"
+check "deb synopsis fits one line" test "$(dpkg-deb -f "$deb" Description | head -n 1 | wc -c)" -le 80
 check "deb Depends names tmux" sh -c "dpkg-deb -f '$deb' Depends | grep -qw tmux"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 check "deb Version is $version-1" test "$(dpkg-deb -f "$deb" Version)" = "$version-1"
