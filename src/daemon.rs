@@ -108,6 +108,21 @@ impl Dispatcher {
         }
     }
 
+    /// Waits until every peer loop has finished its first pass (outbox
+    /// routed, session checked), bounded so a hung peer cannot hold
+    /// readiness past a service manager's start timeout.
+    async fn await_reconciled(&mut self) {
+        let pending: Vec<_> = self.peers.values_mut().filter_map(|h| h.reconciled.take()).collect();
+        let all = async {
+            for rx in pending {
+                let _ = rx.await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(60), all).await.is_err() {
+            tracing::warn!("initial reconcile still running after 60 s; reporting ready anyway");
+        }
+    }
+
     /// `state/watch-fallback` lists polled peers, for `doctor` and `status`.
     fn publish_polled(&self) {
         let p = self.sh.root.state_dir().join(WATCH_FALLBACK);
@@ -207,8 +222,9 @@ impl Dispatcher {
     }
 }
 
-/// Runs the daemon until SIGTERM/SIGINT. `ready` fires after the first
-/// reconcile of every peer has been scheduled.
+/// Runs the daemon until SIGTERM/SIGINT. `ready` fires (and systemd gets
+/// READY=1) once every peer's first pass has routed its outbox and checked
+/// its session.
 pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
     root.ensure()?;
     let _lock = InstanceLock::acquire(&root)?;
@@ -231,15 +247,20 @@ pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
     }
     let _ = std::fs::remove_file(root.state_dir().join(WATCH_FALLBACK));
     let mut d = Dispatcher { sh: sh.clone(), watch, peers: HashMap::new(), watched: HashMap::new(), polled: Default::default() };
-    sh.lifecycle_log.write(&[("event", "daemon-start"), ("pid", &std::process::id().to_string()), ("root", &root.path.display().to_string())]);
-    d.sync_peers();
-    tracing::info!(peers = d.peers.len(), root = %root.path.display(), "daemon ready");
-    if let Some(f) = ready {
-        f();
-    }
+    // Installed before the first pass so a stop request during it is kept.
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT", e))?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::io("SIGHUP", e))?;
+    sh.lifecycle_log.write(&[("event", "daemon-start"), ("pid", &std::process::id().to_string()), ("root", &root.path.display().to_string())]);
+    d.sync_peers();
+    d.await_reconciled().await;
+    tracing::info!(peers = d.peers.len(), root = %root.path.display(), "daemon ready");
+    let notifier = crate::sdnotify::global();
+    notifier.notify(&format!("READY=1\nSTATUS=serving {} peers", d.peers.len()));
+    if let Some(f) = ready {
+        f();
+    }
+    let mut watchdog = tokio::time::interval(notifier.watchdog.unwrap_or(Duration::from_secs(3600)));
     let mut periodic = tokio::time::interval(cfg.rescan);
     periodic.tick().await;
     loop {
@@ -255,12 +276,15 @@ pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
                 let (c, w) = config::from_env();
                 for w in w { tracing::warn!("{w}"); }
                 *sh.cfg.write().unwrap_or_else(|p| p.into_inner()) = c;
-                sh.lifecycle_log.write(&[("event", "reload")]);
                 d.rescan("SIGHUP");
+                sh.lifecycle_log.write(&[("event", "reload"), ("signal", "SIGHUP"), ("peers", &d.peers.len().to_string())]);
             }
             _ = periodic.tick() => d.rescan("periodic"),
+            // Pinged from the dispatcher loop itself, so a wedged loop stops pinging.
+            _ = watchdog.tick(), if notifier.watchdog.is_some() => notifier.notify("WATCHDOG=1"),
         }
     }
+    notifier.notify("STOPPING=1");
     sh.lifecycle_log.write(&[("event", "daemon-stopping")]);
     let _ = tx_stop.send(true);
     for (n, h) in d.peers.drain() {
@@ -274,6 +298,8 @@ pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
 
 /// Builds the runtime and runs the daemon (the CLI entry point).
 pub fn run_blocking(root: Root, ready: Option<ReadyHook>) -> Result<()> {
+    // Before any thread exists: it edits the process environment.
+    crate::sdnotify::take_from_env();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -29,3 +29,5 @@ pub mod outbox;
 pub mod peer;
 pub mod daemon;
 pub mod demo;
+pub mod sdnotify;
+pub mod service;

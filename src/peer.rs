@@ -52,6 +52,9 @@ pub struct Handle {
     /// Events may have been lost: re-list the queues.
     pub relist: Arc<std::sync::atomic::AtomicBool>,
     pub join: tokio::task::JoinHandle<()>,
+    /// Resolves (or errs, if the loop ended first) once the first pass has
+    /// routed the outbox and checked the session: the daemon's readiness.
+    pub reconciled: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 /// A delivery that must show activity before the task counts as done.
@@ -89,6 +92,7 @@ struct Peer {
     next_ms: u64,
     /// When `done/` pruning and `tmp/` sweeping are next due.
     housekeep_ms: u64,
+    reconciled: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// How often (at most; the rescan interval if shorter) a peer prunes
@@ -108,6 +112,7 @@ pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
     let relist = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let st = PeerState::new(&sh.root, &name);
     st.ensure()?;
+    let (tx_reconciled, reconciled) = tokio::sync::oneshot::channel();
     let mut p = Peer {
         tmux: Tmux::new(sh.root.tmux_socket(&name)),
         spool: Queue::spool(&paths),
@@ -133,10 +138,11 @@ pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
         hold_until_ms: 0,
         next_ms: 0,
         housekeep_ms: 0,
+        reconciled: Some(tx_reconciled),
     };
     let poke2 = poke.clone();
     let join = tokio::spawn(async move { p.run(poke2).await });
-    Ok(Handle { poke, complete, polling, hints, relist, join })
+    Ok(Handle { poke, complete, polling, hints, relist, join, reconciled: Some(reconciled) })
 }
 
 enum Flow {
@@ -204,6 +210,9 @@ impl Peer {
         self.reload_profile();
         self.route_outbox(&cfg);
         self.supervise(&cfg).await;
+        if let Some(tx) = self.reconciled.take() {
+            let _ = tx.send(());
+        }
         if !self.sh.stopping() {
             self.deliver_tasks(&cfg).await;
         }

@@ -3,9 +3,11 @@
 
 mod check;
 mod doctor;
+mod generate;
 mod ops;
 mod messaging;
 mod peer;
+mod service;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +55,12 @@ pub enum Cmd {
     /// Agent hooks (turn-end marker)
     #[command(subcommand)]
     Hook(ops::HookCmd),
+    /// Run the daemon as a per-user service (systemd user unit / LaunchAgent)
+    #[command(subcommand)]
+    Service(service::ServiceCmd),
+    /// Man page and shell completions (used by packaging)
+    #[command(subcommand, hide = true)]
+    Generate(generate::GenerateCmd),
     /// The built-in test agent (used by the demo and the tests)
     #[command(hide = true)]
     Agent(ops::AgentArgs),
@@ -106,5 +114,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Log(a) => ops::log(&root, a),
         Cmd::Hook(c) => ops::hook(&root, c),
         Cmd::Agent(a) => Ok(peerspool::agent::run(&a.into())),
+        Cmd::Service(c) => service::run(&root, c),
+        Cmd::Generate(c) => generate::run(c),
     }
 }
