@@ -319,6 +319,14 @@ impl Peer {
         rt.max(te)
     }
 
+    /// When the agent last did something, for idle decisions: the
+    /// runtime's newest record entry (not a file mtime, which some runtimes
+    /// bump while idle) or the turn-end hook.
+    fn idle_ref_ms(&self) -> Option<u64> {
+        let rt = self.runtime.as_ref()?.last_entry().map(crate::state::ms);
+        rt.max(crate::hook::turn_end_ms(&self.sh.root, &self.name))
+    }
+
     async fn supervise(&mut self, cfg: &Config) {
         let Some(sess) = self.session.clone() else {
             return;
@@ -326,7 +334,8 @@ impl Peer {
         let now = now_ms();
         let pane = self.tmux.pane().await;
         let act = self.activity_ms();
-        if let Some(a) = act {
+        let last = self.idle_ref_ms();
+        if let Some(a) = last {
             if self.st.activity_ms() != Some(a) {
                 self.st.set_activity_ms(a);
             }
@@ -350,7 +359,7 @@ impl Peer {
             stopped: self.st.stopped(),
             ephemeral: self.ephemeral(),
             woke_at_ms: sess.woke_at_ms,
-            last_activity_ms: act,
+            last_activity_ms: last,
             last_delivery_ms: sess.last_delivery_ms,
             armed_at_ms: sess.armed_at_ms,
             turn_end_ms: crate::hook::turn_end_ms(&self.sh.root, &self.name),
@@ -613,6 +622,7 @@ impl Peer {
                 Ok(mode)
             }
             Err(why) => {
+                self.lifecycle(&[("event", "wake-failed"), ("mode", mode.as_str()), ("task", &task.id), ("reason", &why), ("boot_ms", &started.elapsed().as_millis().to_string())]);
                 // A boot that leaves no live session counts as a death, or a
                 // crashing program would be woken forever.
                 self.end_session(&format!("boot-failed: {why}"), true, false).await;
@@ -650,6 +660,9 @@ impl Peer {
             let pane = self.tmux.pane().await;
             let screen = self.tmux.capture(false).await.unwrap_or_default();
             if pane.as_ref().is_none_or(|p| p.dead) {
+                if let Screen::Fatal(r) = rt.screen(&screen) {
+                    return Err(r);
+                }
                 let status = pane.and_then(|p| p.status).map(|s| s.to_string()).unwrap_or_else(|| "?".into());
                 return Err(format!("program exited during boot (status {status}): {}", last_lines(&screen, 2)));
             }
