@@ -1,0 +1,88 @@
+//! The real Claude Code and Codex CLIs started by the daemon, with a temp
+//! HOME so they are not logged in: the wake must fail at once with
+//! `not-logged-in` (after the boot dialogs are answered), not wait out the
+//! boot deadline. Skipped, with a message, where a CLI is not installed.
+
+mod common;
+use common::*;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// `$env_var`, then PATH, then the CI install location.
+fn find(name: &str, env_var: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env_var).map(PathBuf::from).filter(|p| p.is_file()) {
+        return Some(p);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.is_file()));
+    on_path.or_else(|| Some(PathBuf::from("/opt/agent-clis/node_modules/.bin").join(name)).filter(|p| p.is_file()))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Starts the daemon with one peer of `runtime`, sends a task, and waits
+/// for the failed wake. Returns (seconds to the failure, lifecycle log).
+fn wake_fails(runtime: &str, bin: &PathBuf, bin_env: &str, seed: impl FnOnce(&std::path::Path)) -> (f64, Env) {
+    let mut e = Env::new();
+    let home = e.dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    seed(&home);
+    e.var(bin_env, &bin.display().to_string());
+    let mut args = vec!["peer".to_string(), "add".into(), "agent".into(), "--runtime".into(), runtime.into()];
+    args.extend(["--cwd".into(), e.work.display().to_string(), "--env".into(), format!("HOME={}", home.display())]);
+    if is_root() {
+        // claude refuses --dangerously-skip-permissions as root outside a sandbox.
+        args.extend(["--env".into(), "IS_SANDBOX=1".into()]);
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    e.ok(&refs);
+    e.track_peer("agent");
+    e.start_daemon();
+    let start = Instant::now();
+    let id = e.send("agent", "hello");
+    wait_for("the wake to fail", Duration::from_secs(150), || e.delivery().contains("outcome=wake-failed"));
+    let secs = start.elapsed().as_secs_f64();
+    let d = e.delivery();
+    let line = d.lines().find(|l| l.contains("outcome=wake-failed")).unwrap().to_string();
+    assert!(line.contains(&format!("task={id}")), "{line}");
+    assert!(line.contains("error=\"not-logged-in"), "the wake must fail as not-logged-in: {line}");
+    let lc = e.lifecycle();
+    assert!(lc.lines().any(|l| l.contains("event=wake-failed") && l.contains("reason=\"not-logged-in")), "lifecycle shows the reason:\n{lc}");
+    // The task is kept for a later wake, never lost.
+    wait_for("task back in the spool", Duration::from_secs(5), || e.count("agent", "spool/new") == 1);
+    for l in lc.lines().filter(|l| l.contains("event=dialog") || l.contains("event=wake-failed")) {
+        println!("  {l}");
+    }
+    (secs, e)
+}
+
+#[test]
+fn claude_not_logged_in_fails_fast_after_answering_dialogs() {
+    let Some(bin) = find("claude", "PEERSPOOL_CLAUDE_BIN") else {
+        eprintln!("SKIPPED: claude not installed (set PEERSPOOL_CLAUDE_BIN or run: npm install --prefix /opt/agent-clis @anthropic-ai/claude-code)");
+        return;
+    };
+    // Onboarding done (it needs the network), no credentials: claude shows
+    // the folder-trust and bypass dialogs, then "Not logged in".
+    let (secs, mut e) = wake_fails("claude", &bin, "PEERSPOOL_CLAUDE_BIN", |home| {
+        std::fs::write(home.join(".claude.json"), r#"{"hasCompletedOnboarding":true,"theme":"dark"}"#).unwrap();
+    });
+    println!("claude ({}): not-logged-in after {secs:.1} s (boot deadline 240 s)", bin.display());
+    let lc = e.lifecycle();
+    assert!(lc.contains("dialog=trust-folder"), "{lc}");
+    assert!(lc.contains("dialog=bypass-permissions"), "{lc}");
+    e.stop_daemon();
+}
+
+#[test]
+fn codex_not_logged_in_fails_fast() {
+    let Some(bin) = find("codex", "PEERSPOOL_CODEX_BIN") else {
+        eprintln!("SKIPPED: codex not installed (set PEERSPOOL_CODEX_BIN or run: npm install --prefix /opt/agent-clis @openai/codex)");
+        return;
+    };
+    let (secs, mut e) = wake_fails("codex", &bin, "PEERSPOOL_CODEX_BIN", |_| {});
+    println!("codex ({}): not-logged-in after {secs:.1} s (boot deadline 240 s)", bin.display());
+    e.stop_daemon();
+}
