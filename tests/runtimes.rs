@@ -24,7 +24,7 @@ fn is_root() -> bool {
 
 /// Starts the daemon with one peer of `runtime`, sends a task, and waits
 /// for the failed wake. Returns (seconds to the failure, lifecycle log).
-fn wake_fails(runtime: &str, bin: &PathBuf, bin_env: &str, seed: impl FnOnce(&std::path::Path)) -> (f64, Env) {
+fn wake_fails(runtime: &str, bin: &std::path::Path, bin_env: &str, seed: impl FnOnce(&std::path::Path)) -> (f64, Env) {
     let mut e = Env::new();
     let home = e.dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
