@@ -6,6 +6,7 @@
 mod common;
 use common::*;
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// `$env_var`, then PATH, then the CI install location.
@@ -85,4 +86,35 @@ fn codex_not_logged_in_fails_fast() {
     let (secs, mut e) = wake_fails("codex", &bin, "PEERSPOOL_CODEX_BIN", |_| {});
     println!("codex ({}): not-logged-in after {secs:.1} s (boot deadline 240 s)", bin.display());
     e.stop_daemon();
+}
+
+#[test]
+fn hooks_install_and_turn_end_with_codex_event_argument() {
+    let e = Env::new();
+    let codex_home = e.dir.path().join("codex");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    std::fs::write(codex_home.join("config.toml"), "model = \"o3\" # mine\n").unwrap();
+    e.ok(&["peer", "add", "cl", "--runtime", "claude", "--cwd", &e.work.display().to_string()]);
+    let mut c = e.cmd(&["hooks", "install", "codex"]);
+    let out = c.env("CODEX_HOME", &codex_home).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cfg = read(&codex_home.join("config.toml"));
+    assert!(cfg.starts_with("model = \"o3\" # mine\nnotify = [") && cfg.contains("\"hook\", \"turn-end\""), "{cfg}");
+    e.ok(&["hooks", "install", "claude", "--peer", "cl"]);
+    e.ok(&["hooks", "install", "claude", "--peer", "cl"]);
+    let settings: serde_json::Value = serde_json::from_str(&read(&e.work.join(".claude/settings.local.json"))).unwrap();
+    assert_eq!(settings["hooks"]["Stop"].as_array().unwrap().len(), 1, "installed once");
+    // What Codex runs: the notify argv plus one JSON argument.
+    let notify: Vec<String> = cfg.lines().find(|l| l.starts_with("notify")).map(|l| serde_json::from_str(l.split_once('=').unwrap().1.trim()).unwrap()).unwrap();
+    let out = Command::new(&notify[0]).args(&notify[1..]).arg(r#"{"type":"agent-turn-complete","turn-id":"1"}"#)
+        .env("PEERSPOOL_HOME", &e.root).env("PEERSPOOL_PEER", "cl").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(e.peer_dir("cl").join("outbox/new/.turn-end").exists());
+    // Outside a peerspool session the hook stays quiet.
+    let out = Command::new(&notify[0]).args(&notify[1..]).arg("{}").env("PEERSPOOL_HOME", &e.root).env_remove("PEERSPOOL_PEER").output().unwrap();
+    assert!(out.status.success());
+    e.ok(&["hooks", "uninstall", "claude", "--peer", "cl"]);
+    let out = e.cmd(&["hooks", "uninstall", "codex"]).env("CODEX_HOME", &codex_home).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(read(&codex_home.join("config.toml")), "model = \"o3\" # mine\n");
 }

@@ -3,6 +3,7 @@
 
 mod check;
 mod doctor;
+mod hooks;
 mod ops;
 mod messaging;
 mod peer;
@@ -53,6 +54,9 @@ pub enum Cmd {
     /// Agent hooks (turn-end marker)
     #[command(subcommand)]
     Hook(ops::HookCmd),
+    /// Install or remove a runtime's turn-end hook (claude Stop, codex notify)
+    #[command(subcommand)]
+    Hooks(hooks::HooksCmd),
     /// The built-in test agent (used by the demo and the tests)
     #[command(hide = true)]
     Agent(ops::AgentArgs),
@@ -105,6 +109,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Attach { peer } => ops::attach(&root, &peer),
         Cmd::Log(a) => ops::log(&root, a),
         Cmd::Hook(c) => ops::hook(&root, c),
+        Cmd::Hooks(c) => hooks::run(&root, c),
         Cmd::Agent(a) => Ok(peerspool::agent::run(&a.into())),
     }
 }

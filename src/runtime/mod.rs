@@ -6,6 +6,7 @@
 pub mod claude;
 pub mod codex;
 pub mod command;
+pub mod hooks;
 pub mod transcript;
 
 use crate::profile::{Profile, RuntimeKind};
