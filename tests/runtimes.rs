@@ -118,3 +118,34 @@ fn hooks_install_and_turn_end_with_codex_event_argument() {
     assert!(out.status.success());
     assert_eq!(read(&codex_home.join("config.toml")), "model = \"o3\" # mine\n");
 }
+
+#[test]
+fn doctor_reports_binary_version_and_login() {
+    let (Some(claude), Some(codex)) = (find("claude", "PEERSPOOL_CLAUDE_BIN"), find("codex", "PEERSPOOL_CODEX_BIN")) else {
+        eprintln!("SKIPPED: claude or codex not installed");
+        return;
+    };
+    let e = Env::new();
+    let home = e.dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let doctor = || {
+        let out = e.cmd(&["doctor"]).env("HOME", &home).env("PEERSPOOL_CLAUDE_BIN", &claude).env("PEERSPOOL_CODEX_BIN", &codex)
+            .env_remove("CLAUDE_CONFIG_DIR").env_remove("CODEX_HOME").env_remove("ANTHROPIC_API_KEY").env_remove("ANTHROPIC_AUTH_TOKEN")
+            .env_remove("CLAUDE_CODE_OAUTH_TOKEN").env_remove("OPENAI_API_KEY").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let out = doctor();
+    println!("{out}");
+    let line = |out: &str, what: &str| out.lines().find(|l| l.get(5..).is_some_and(|r| r.starts_with(what))).map(str::to_string).unwrap_or_default();
+    assert!(line(&out, "claude ").starts_with("ok") && line(&out, "claude ").contains("Claude Code"), "{out}");
+    assert!(line(&out, "codex ").starts_with("ok") && line(&out, "codex ").contains("codex-cli"), "{out}");
+    assert!(line(&out, "claude login").starts_with("warn") && line(&out, "claude login").contains("not logged in"), "{out}");
+    assert!(line(&out, "codex login").starts_with("warn"), "{out}");
+    std::fs::create_dir_all(home.join(".claude")).unwrap();
+    std::fs::write(home.join(".claude/.credentials.json"), "{}").unwrap();
+    std::fs::create_dir_all(home.join(".codex")).unwrap();
+    std::fs::write(home.join(".codex/auth.json"), "{}").unwrap();
+    let out = doctor();
+    assert!(line(&out, "claude login").starts_with("ok"), "{out}");
+    assert!(line(&out, "codex login").starts_with("ok"), "{out}");
+}
