@@ -86,10 +86,14 @@ pub fn classify(s: &str) -> Screen {
     if s.contains("Press enter to continue") {
         return Screen::Booting;
     }
-    let row = s.lines().rev().find(|l| l.starts_with(GLYPH));
+    let lines: Vec<&str> = s.lines().collect();
+    let Some(i) = lines.iter().rposition(|l| l.starts_with(GLYPH)) else { return Screen::Booting };
     // A numbered choice under the cursor is a menu, not the input row.
-    let menu = row.is_some_and(|l| l[GLYPH.len()..].split_once(". ").is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty()));
-    if row.is_some() && !menu {
+    let menu = lines[i][GLYPH.len()..].split_once(". ").is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    // While starting, the row already shows but an Enter waits ("Waiting
+    // for startup"); the status line (model · cwd) comes with the start.
+    let started = lines[i + 1..].iter().any(|l| l.contains(" · "));
+    if !menu && started {
         Screen::Ready
     } else {
         Screen::Booting
@@ -134,7 +138,8 @@ impl Runtime for Codex {
     }
 
     fn submitted(&self, after_paste: &str, now: &str) -> bool {
-        composer(after_paste) != composer(now)
+        // Taken, and held until startup ends: submitting again would double it.
+        composer(after_paste) != composer(now) || now.contains("Waiting for startup")
     }
 
     fn reenter(&self) -> bool {
@@ -178,18 +183,22 @@ mod tests {
 
     #[test]
     fn ready_row_recognised() {
-        for s in [screen!("ready"), screen!("after-submit"), screen!("after-submit-multiline")] {
+        for s in [screen!("ready"), screen!("ready-after-trust"), screen!("after-submit"), screen!("after-submit-multiline")] {
             assert_eq!(classify(s), Screen::Ready);
         }
+        // The input row shows before startup has finished: not ready yet.
+        assert_eq!(classify(screen!("starting")), Screen::Booting);
         assert_eq!(classify("WARNING: proceeding\n"), Screen::Booting);
     }
 
     #[test]
     fn paste_and_submit_seen_in_the_input_row() {
         let rt = Codex::new(&Profile::new(RuntimeKind::Codex, "/tmp".into()));
-        assert_eq!(composer(screen!("ready")), "Ask Codex to do anything");
-        assert!(rt.pasted(screen!("ready"), screen!("pasted"), "hello from peerspool codex 1"));
+        assert_eq!(composer(screen!("starting")), "Ask Codex to do anything");
+        assert!(rt.pasted(screen!("starting"), screen!("pasted"), "hello from peerspool codex 1"));
         assert!(!rt.pasted(screen!("ready"), screen!("ready"), "hello from peerspool codex 1"));
+        // An Enter during startup is held by codex, not lost.
+        assert!(rt.submitted(screen!("pasted"), screen!("waiting-for-startup")));
         assert!(rt.submitted(screen!("pasted"), screen!("after-submit")));
         assert!(!rt.submitted(screen!("pasted"), screen!("pasted")));
         let text: String = (1..=40).map(|i| format!("line of a long pasted task {i}\n")).collect();
