@@ -619,10 +619,15 @@ impl Peer {
             Ok(()) => {
                 let ms = started.elapsed().as_millis().to_string();
                 self.lifecycle(&[("event", "wake"), ("mode", mode.as_str()), ("cause", cause), ("task", &task.id), ("boot_ms", &ms)]);
+                if self.blocked_logged.is_none() {
+                    self.st.set_blocked(None);
+                }
                 Ok(mode)
             }
             Err(why) => {
                 self.lifecycle(&[("event", "wake-failed"), ("mode", mode.as_str()), ("task", &task.id), ("reason", &why), ("boot_ms", &started.elapsed().as_millis().to_string())]);
+                // Shown by `peerspool status` until a wake succeeds.
+                self.st.set_blocked(Some(&format!("wake failed: {why}")));
                 // A boot that leaves no live session counts as a death, or a
                 // crashing program would be woken forever.
                 self.end_session(&format!("boot-failed: {why}"), true, false).await;

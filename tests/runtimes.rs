@@ -53,6 +53,9 @@ fn wake_fails(runtime: &str, bin: &std::path::Path, bin_env: &str, seed: impl Fn
     assert!(lc.lines().any(|l| l.contains("event=wake-failed") && l.contains("reason=\"not-logged-in")), "lifecycle shows the reason:\n{lc}");
     // The task is kept for a later wake, never lost.
     wait_for("task back in the spool", Duration::from_secs(5), || e.count("agent", "spool/new") == 1);
+    let status: serde_json::Value = serde_json::from_str(&e.ok(&["status", "--json"])).unwrap();
+    let blocked = status["peers"][0]["blocked"].as_str().unwrap_or_default().to_string();
+    assert!(blocked.starts_with("wake failed: not-logged-in"), "status shows why: {status}");
     for l in lc.lines().filter(|l| l.contains("event=dialog") || l.contains("event=wake-failed")) {
         println!("  {l}");
     }
