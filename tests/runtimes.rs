@@ -18,6 +18,39 @@ fn find(name: &str, env_var: &str) -> Option<PathBuf> {
     on_path.or_else(|| Some(PathBuf::from("/opt/agent-clis/node_modules/.bin").join(name)).filter(|p| p.is_file()))
 }
 
+/// Codex starts a detached app-server daemon per CODEX_HOME that outlives
+/// the tmux session. Stops every process whose program lives under the
+/// test's own HOME (found by path under that temp dir, killed by pid).
+#[derive(Default)]
+struct Reaper {
+    home: Option<PathBuf>,
+    /// The session's tmux server, stopped first so nothing respawns.
+    socket: Option<PathBuf>,
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(s) = &self.socket {
+            peerspool::tmux::Tmux::new(s.clone()).kill_server_blocking();
+        }
+        let Some(home) = self.home.as_ref().map(|h| h.display().to_string()) else { return };
+        for sig in [libc::SIGTERM, libc::SIGKILL] {
+            let Ok(rd) = std::fs::read_dir("/proc") else { return };
+            let pids: Vec<u32> = rd
+                .filter_map(|d| d.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|pid: &u32| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(home.as_bytes())))
+                .collect();
+            if pids.is_empty() {
+                return;
+            }
+            for pid in pids {
+                signal(pid, sig);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -25,9 +58,11 @@ fn is_root() -> bool {
 
 /// Starts the daemon with one peer of `runtime`, sends a task, and waits
 /// for the failed wake. Returns (seconds to the failure, lifecycle log).
-fn wake_fails(runtime: &str, bin: &std::path::Path, bin_env: &str, seed: impl FnOnce(&std::path::Path)) -> (f64, Env) {
+fn wake_fails(runtime: &str, bin: &std::path::Path, bin_env: &str, seed: impl FnOnce(&std::path::Path)) -> (f64, Env, Reaper) {
+    let mut reaper = Reaper::default();
     let mut e = Env::new();
     let home = e.dir.path().join("home");
+    reaper.home = Some(home.clone());
     std::fs::create_dir_all(&home).unwrap();
     seed(&home);
     e.var(bin_env, &bin.display().to_string());
@@ -40,6 +75,7 @@ fn wake_fails(runtime: &str, bin: &std::path::Path, bin_env: &str, seed: impl Fn
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     e.ok(&refs);
     e.track_peer("agent");
+    reaper.socket = Some(e.socket("agent"));
     e.start_daemon();
     let start = Instant::now();
     let id = e.send("agent", "hello");
@@ -59,7 +95,7 @@ fn wake_fails(runtime: &str, bin: &std::path::Path, bin_env: &str, seed: impl Fn
     for l in lc.lines().filter(|l| l.contains("event=dialog") || l.contains("event=wake-failed")) {
         println!("  {l}");
     }
-    (secs, e)
+    (secs, e, reaper)
 }
 
 #[test]
@@ -70,7 +106,7 @@ fn claude_not_logged_in_fails_fast_after_answering_dialogs() {
     };
     // Onboarding done (it needs the network), no credentials: claude shows
     // the folder-trust and bypass dialogs, then "Not logged in".
-    let (secs, mut e) = wake_fails("claude", &bin, "PEERSPOOL_CLAUDE_BIN", |home| {
+    let (secs, mut e, _reaper) = wake_fails("claude", &bin, "PEERSPOOL_CLAUDE_BIN", |home| {
         std::fs::write(home.join(".claude.json"), r#"{"hasCompletedOnboarding":true,"theme":"dark"}"#).unwrap();
     });
     println!("claude ({}): not-logged-in after {secs:.1} s (boot deadline 240 s)", bin.display());
@@ -86,7 +122,7 @@ fn codex_not_logged_in_fails_fast() {
         eprintln!("SKIPPED: codex not installed (set PEERSPOOL_CODEX_BIN or run: npm install --prefix /opt/agent-clis @openai/codex)");
         return;
     };
-    let (secs, mut e) = wake_fails("codex", &bin, "PEERSPOOL_CODEX_BIN", |_| {});
+    let (secs, mut e, _reaper) = wake_fails("codex", &bin, "PEERSPOOL_CODEX_BIN", |_| {});
     println!("codex ({}): not-logged-in after {secs:.1} s (boot deadline 240 s)", bin.display());
     e.stop_daemon();
 }
@@ -181,8 +217,10 @@ fn claude_delivery_confirmed_by_transcript_echo() {
         eprintln!("SKIPPED: claude not installed");
         return;
     };
+    let mut reaper = Reaper::default();
     let mut e = Env::new();
     let home = e.dir.path().join("home");
+    reaper.home = Some(home.clone());
     std::fs::create_dir_all(&home).unwrap();
     let key = "sk-ant-api03-peerspool-test-key-0123456789abcdefghij";
     let seed = serde_json::json!({"hasCompletedOnboarding": true, "theme": "dark",
@@ -190,12 +228,16 @@ fn claude_delivery_confirmed_by_transcript_echo() {
     std::fs::write(home.join(".claude.json"), seed.to_string()).unwrap();
     e.var("PEERSPOOL_CLAUDE_BIN", &bin.display().to_string());
     add_agent(&mut e, "claude", &home, &[("ANTHROPIC_API_KEY", key)]);
+    reaper.socket = Some(e.socket("agent"));
     e.start_daemon();
     let id = e.send("agent", "please list the files\nsecond line of the task");
     wait_for("delivered", Duration::from_secs(90), || !delivered_line(&e, &id).is_empty() || e.delivery().contains("outcome=wake-failed"));
     let line = delivered_line(&e, &id);
     assert!(!line.is_empty(), "not delivered:\n{}\n{}", e.lifecycle(), e.delivery());
     println!("claude delivery: {line}");
+    for l in e.lifecycle().lines().filter(|l| l.contains("event=dialog") || l.contains("event=wake")) {
+        println!("  {l}");
+    }
     let proj = home.join(".claude/projects").join(peerspool::runtime::transcript::slug(&e.work));
     let transcript: String = std::fs::read_dir(&proj).unwrap().filter_map(|f| std::fs::read_to_string(f.unwrap().path()).ok()).collect();
     assert!(transcript.contains("please list the files\\nsecond line of the task"), "the transcript holds the delivered text");
@@ -212,12 +254,15 @@ fn codex_delivery_confirmed_on_screen() {
         eprintln!("SKIPPED: codex not installed");
         return;
     };
+    let mut reaper = Reaper::default();
     let mut e = Env::new();
     let home = e.dir.path().join("home");
+    reaper.home = Some(home.clone());
     std::fs::create_dir_all(home.join(".codex")).unwrap();
     std::fs::write(home.join(".codex/auth.json"), r#"{"OPENAI_API_KEY":"sk-peerspool-test-dummy"}"#).unwrap();
     e.var("PEERSPOOL_CODEX_BIN", &bin.display().to_string());
     add_agent(&mut e, "codex", &home, &[]);
+    reaper.socket = Some(e.socket("agent"));
     e.start_daemon();
     let id = e.send("agent", "please list the files");
     wait_for("delivered", Duration::from_secs(90), || !delivered_line(&e, &id).is_empty() || e.delivery().contains("outcome=wake-failed"));
