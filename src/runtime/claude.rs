@@ -17,17 +17,28 @@ pub struct Claude {
     extras: Vec<String>,
     /// `<config>/projects/<slug>`: this peer's transcripts.
     project: PathBuf,
+    /// Every transcript there, sub-agents' included.
+    all: transcript::Listing,
 }
 
 impl Claude {
     pub fn new(p: &Profile) -> Self {
         let (program, extras) = program_and_extras(p, BIN_ENV, "claude");
         let config = session_dir(p, "CLAUDE_CONFIG_DIR", ".claude");
-        Claude { program, extras, project: config.join("projects").join(transcript::slug(&p.cwd)) }
+        let project = config.join("projects").join(transcript::slug(&p.cwd));
+        Claude { program, extras, project, all: transcript::Listing::new(std::time::Duration::from_secs(2)) }
     }
 
     pub fn project_dir(&self) -> &std::path::Path {
         &self.project
+    }
+
+    fn all_transcripts(&self) -> Vec<(PathBuf, SystemTime)> {
+        self.all.get(|| {
+            let files: Vec<PathBuf> = transcript::jsonl_files(&self.project, true).into_iter().map(|(p, _)| p).collect();
+            let n = files.len();
+            (files, n)
+        })
     }
 
     /// Session transcripts (top level of the project directory).
@@ -147,11 +158,11 @@ impl Runtime for Claude {
     }
 
     fn activity(&self) -> Option<SystemTime> {
-        transcript::newest(&transcript::jsonl_files(&self.project, true)).map(|(_, t)| *t)
+        transcript::newest(&self.all_transcripts()).map(|(_, t)| *t)
     }
 
     fn last_entry(&self) -> Option<SystemTime> {
-        transcript::newest_entry(&transcript::jsonl_files(&self.project, true))
+        transcript::newest_entry(&self.all_transcripts())
     }
 
     fn pasted(&self, before: &str, now: &str, text: &str) -> bool {

@@ -22,18 +22,25 @@ pub struct Codex {
     sessions: PathBuf,
     /// Each session file's "started in our cwd" verdict, read once.
     seen: Mutex<BTreeMap<PathBuf, bool>>,
+    /// Our newest session file, looked up again every 2 s at most.
+    found: transcript::Listing,
 }
 
 impl Codex {
     pub fn new(p: &Profile) -> Self {
         let (program, extras) = program_and_extras(p, BIN_ENV, "codex");
         let home = session_dir(p, "CODEX_HOME", ".codex");
-        Codex { program, extras, cwd: p.cwd.clone(), sessions: home.join("sessions"), seen: Mutex::new(BTreeMap::new()) }
+        Codex { program, extras, cwd: p.cwd.clone(), sessions: home.join("sessions"), seen: Mutex::new(BTreeMap::new()), found: transcript::Listing::new(std::time::Duration::from_secs(2)) }
     }
 
     fn session(&self) -> Option<(PathBuf, SystemTime)> {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        transcript::codex_session_for(&self.sessions, &self.cwd, &mut seen)
+        let found = self.found.get(|| {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let files = transcript::jsonl_files(&self.sessions, true);
+            let n = files.len();
+            (transcript::codex_session_in(files, &self.cwd, &mut seen).into_iter().map(|(p, _)| p).collect(), n)
+        });
+        found.into_iter().next()
     }
 }
 

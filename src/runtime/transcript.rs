@@ -170,7 +170,11 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 /// The newest Codex session file started in `cwd`. `seen` remembers each
 /// file's first-line verdict for this `cwd` so a file's head is read once.
 pub fn codex_session_for(sessions: &Path, cwd: &Path, seen: &mut BTreeMap<PathBuf, bool>) -> Option<(PathBuf, SystemTime)> {
-    let mut files = jsonl_files(sessions, true);
+    codex_session_in(jsonl_files(sessions, true), cwd, seen)
+}
+
+/// As `codex_session_for`, over an existing listing.
+pub fn codex_session_in(mut files: Vec<(PathBuf, SystemTime)>, cwd: &Path, seen: &mut BTreeMap<PathBuf, bool>) -> Option<(PathBuf, SystemTime)> {
     files.sort_by_key(|f| std::cmp::Reverse(f.1));
     for (p, t) in files {
         let hit = *seen.entry(p.clone()).or_insert_with(|| codex_session_cwd(&p).is_some_and(|c| same_dir(&c, cwd)));
@@ -240,6 +244,38 @@ pub fn claude_echo_since(mark: &Mark, files: &[PathBuf], text: &str) -> bool {
 
 pub fn file_mtime(p: &Path) -> Option<SystemTime> {
     mtime(p)
+}
+
+/// A directory listing reused for a short while when it was large:
+/// activity is asked for every few milliseconds during a delivery, and
+/// walking a big session tree that often costs more than it tells. Small
+/// listings are redone every time. Mtimes are always fresh.
+pub struct Listing {
+    ttl: std::time::Duration,
+    cached: std::sync::Mutex<Option<(std::time::Instant, Vec<PathBuf>)>>,
+}
+
+impl Listing {
+    pub fn new(ttl: std::time::Duration) -> Self {
+        Listing { ttl, cached: std::sync::Mutex::new(None) }
+    }
+
+    /// The paths `list` gives (with how many files it had to look at),
+    /// reused while fresh if that was more than `CHEAP` files.
+    pub fn get(&self, list: impl FnOnce() -> (Vec<PathBuf>, usize)) -> Vec<(PathBuf, SystemTime)> {
+        const CHEAP: usize = 64;
+        let mut c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        let paths = match c.as_ref() {
+            Some((at, p)) if at.elapsed() < self.ttl => p.clone(),
+            _ => {
+                let (p, cost) = list();
+                *c = (cost > CHEAP).then(|| (std::time::Instant::now(), p.clone()));
+                p
+            }
+        };
+        drop(c);
+        paths.into_iter().filter_map(|p| Some((p.clone(), mtime(&p)?))).collect()
+    }
 }
 
 #[cfg(test)]
@@ -374,6 +410,31 @@ mod tests {
         assert_eq!(files.len(), 2);
         assert_eq!(newest_entry(&files), parse_rfc3339("2026-01-01T00:10:00Z"));
         assert_eq!(newest_entry(&jsonl_files(d.path(), false)), parse_rfc3339("2026-01-01T00:00:01Z"));
+    }
+
+    #[test]
+    fn large_listings_are_reused_briefly_small_ones_never() {
+        let l = Listing::new(Duration::from_secs(60));
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a.jsonl");
+        std::fs::write(&a, "x").unwrap();
+        let mut calls = 0;
+        for _ in 0..2 {
+            l.get(|| {
+                calls += 1;
+                (vec![a.clone()], 1)
+            });
+        }
+        assert_eq!(calls, 2, "a cheap listing is redone");
+        let mut calls = 0;
+        for _ in 0..2 {
+            let got = l.get(|| {
+                calls += 1;
+                (vec![a.clone(), d.path().join("gone.jsonl")], 1000)
+            });
+            assert_eq!(got.len(), 1, "vanished files drop out");
+        }
+        assert_eq!(calls, 1, "an expensive listing is reused");
     }
 
     #[test]
