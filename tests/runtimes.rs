@@ -273,6 +273,7 @@ fn codex_delivery_confirmed_on_screen() {
     let sessions = home.join(".codex/sessions");
     let mut seen = Default::default();
     let (file, _) = peerspool::runtime::transcript::codex_session_for(&sessions, &e.work, &mut seen).expect("a session file for the cwd");
-    assert!(read(&file).contains("please list the files"));
+    // The session file starts with its metadata; the prompt follows shortly.
+    wait_for("the prompt in the session file", Duration::from_secs(20), || read(&file).contains("please list the files"));
     e.stop_daemon();
 }
