@@ -274,6 +274,19 @@ fn codex_delivery_confirmed_on_screen() {
     let mut seen = Default::default();
     let (file, _) = peerspool::runtime::transcript::codex_session_for(&sessions, &e.work, &mut seen).expect("a session file for the cwd");
     // The session file starts with its metadata; the prompt follows shortly.
-    wait_for("the prompt in the session file", Duration::from_secs(20), || read(&file).contains("please list the files"));
+    let start = Instant::now();
+    while !read(&file).contains("please list the files") && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !read(&file).contains("please list the files") {
+        for (p, t) in peerspool::runtime::transcript::jsonl_files(&sessions, true) {
+            let c = read(&p);
+            eprintln!("session file {} {:?} len={} has-prompt={} head={}", p.display(), t, c.len(), c.contains("please list the files"), &c[..c.len().min(300)]);
+        }
+        eprintln!("chosen session file {}", file.display());
+        let out = std::process::Command::new("tmux").arg("-S").arg(e.socket("agent")).args(["capture-pane", "-p", "-J", "-t", "peer"]).output().unwrap();
+        eprintln!("pane:\n{}", String::from_utf8_lossy(&out.stdout));
+        panic!("prompt not in the session file");
+    }
     e.stop_daemon();
 }
