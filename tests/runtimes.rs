@@ -227,6 +227,10 @@ fn claude_delivery_confirmed_by_transcript_echo() {
         "customApiKeyResponses": {"approved": [&key[key.len() - 20..]], "rejected": []}});
     std::fs::write(home.join(".claude.json"), seed.to_string()).unwrap();
     e.var("PEERSPOOL_CLAUDE_BIN", &bin.display().to_string());
+    // As if the daemon were started from inside a Claude Code session: such
+    // variables must not reach the peer's claude (they can suppress its
+    // transcript).
+    e.var("CLAUDECODE", "1").var("CLAUDE_CODE_ENTRYPOINT", "cli");
     add_agent(&mut e, "claude", &home, &[("ANTHROPIC_API_KEY", key)]);
     reaper.socket = Some(e.socket("agent"));
     e.start_daemon();
@@ -235,6 +239,12 @@ fn claude_delivery_confirmed_by_transcript_echo() {
     let line = delivered_line(&e, &id);
     assert!(!line.is_empty(), "not delivered:\n{}\n{}", e.lifecycle(), e.delivery());
     println!("claude delivery: {line}");
+    let out = Command::new("tmux").arg("-S").arg(e.socket("agent")).args(["list-panes", "-t", "peer", "-F", "#{pane_pid}"]).output().unwrap();
+    let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let vars: Vec<String> = environ.split(|&b| b == 0).map(|v| String::from_utf8_lossy(v).to_string()).collect();
+    assert!(vars.iter().any(|v| v == "PEERSPOOL_PEER=agent"), "read the session's environment (pid {pid})");
+    assert!(!vars.iter().any(|v| v.starts_with("CLAUDECODE=") || v.starts_with("CLAUDE_CODE_")), "inherited claude variables dropped: {vars:?}");
     for l in e.lifecycle().lines().filter(|l| l.contains("event=dialog") || l.contains("event=wake")) {
         println!("  {l}");
     }
@@ -281,7 +291,7 @@ fn codex_delivery_confirmed_on_screen() {
     if !read(&file).contains("please list the files") {
         for (p, t) in peerspool::runtime::transcript::jsonl_files(&sessions, true) {
             let c = read(&p);
-            eprintln!("session file {} {:?} len={} has-prompt={} head={}", p.display(), t, c.len(), c.contains("please list the files"), &c[..c.len().min(300)]);
+            eprintln!("session file {} {:?} len={} has-prompt={} head={}", p.display(), t, c.len(), c.contains("please list the files"), c.chars().take(300).collect::<String>());
         }
         eprintln!("chosen session file {}", file.display());
         let out = std::process::Command::new("tmux").arg("-S").arg(e.socket("agent")).args(["capture-pane", "-p", "-J", "-t", "peer"]).output().unwrap();
