@@ -244,7 +244,8 @@ fn claude_delivery_confirmed_by_transcript_echo() {
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
     let vars: Vec<String> = environ.split(|&b| b == 0).map(|v| String::from_utf8_lossy(v).to_string()).collect();
     assert!(vars.iter().any(|v| v == "PEERSPOOL_PEER=agent"), "read the session's environment (pid {pid})");
-    assert!(!vars.iter().any(|v| v.starts_with("CLAUDECODE=") || v.starts_with("CLAUDE_CODE_")), "inherited claude variables dropped: {vars:?}");
+    let leaked: Vec<&String> = vars.iter().filter(|v| v.starts_with("CLAUDECODE=") || v.starts_with("CLAUDE_CODE_")).collect();
+    assert!(leaked.is_empty(), "inherited claude variables reached the session: {leaked:?}");
     for l in e.lifecycle().lines().filter(|l| l.contains("event=dialog") || l.contains("event=wake")) {
         println!("  {l}");
     }
