@@ -134,8 +134,9 @@ impl Runtime for Claude {
         RuntimeKind::Claude
     }
 
+    /// `--continue` with no conversation recorded here exits at once.
     fn can_resume(&self) -> bool {
-        true
+        !self.sessions().is_empty()
     }
 
     fn argv(&self, mode: WakeMode) -> Vec<String> {
@@ -289,11 +290,13 @@ mod tests {
         p.env.insert("HOME".into(), d.path().display().to_string());
         let rt = Claude::new(&p);
         assert!(rt.activity().is_none() && rt.last_entry().is_none());
+        assert!(!rt.can_resume(), "nothing to continue");
         let proj = rt.project_dir().to_path_buf();
         std::fs::create_dir_all(proj.join("s1/subagents")).unwrap();
         let main = proj.join("s1.jsonl");
         std::fs::write(&main, "{\"type\":\"user\",\"message\":{\"content\":\"old\"},\"timestamp\":\"2026-01-01T00:00:00Z\"}\n").unwrap();
         let mark = rt.mark().unwrap();
+        assert!(rt.can_resume());
         let a0 = rt.activity().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(proj.join("s1/subagents/agent-a.jsonl"), "{\"type\":\"assistant\",\"timestamp\":\"2026-01-01T01:00:00Z\"}\n").unwrap();

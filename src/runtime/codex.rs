@@ -112,8 +112,9 @@ impl Runtime for Codex {
         RuntimeKind::Codex
     }
 
+    /// `resume --last` needs a session recorded for this cwd.
     fn can_resume(&self) -> bool {
-        true
+        self.session().is_some()
     }
 
     fn argv(&self, mode: WakeMode) -> Vec<String> {
@@ -226,6 +227,7 @@ mod tests {
         assert_eq!(rt.argv(WakeMode::Fresh), [vec![bin.clone()], tail.to_vec()].concat());
         assert_eq!(rt.argv(WakeMode::Resume), [vec![bin, "resume".into(), "--last".into()], tail.to_vec()].concat());
         assert!(rt.activity().is_none());
+        assert!(!rt.can_resume());
         let day = d.path().join("ch/sessions/2026/11/27");
         std::fs::create_dir_all(&day).unwrap();
         let meta = serde_json::json!({"timestamp":"2026-11-27T04:01:43.217Z","type":"session_meta","payload":{"cwd": w}});
@@ -233,6 +235,7 @@ mod tests {
         std::fs::write(&f, format!("{meta}\n{{\"timestamp\":\"2026-11-27T04:05:00Z\",\"type\":\"event_msg\"}}\n")).unwrap();
         std::fs::write(day.join("rollout-0.jsonl"), format!("{}\n", serde_json::json!({"type":"session_meta","payload":{"cwd":"/elsewhere"}}))).unwrap();
         assert_eq!(rt.activity(), transcript::file_mtime(&f));
+        assert!(rt.can_resume());
         assert_eq!(rt.last_entry(), transcript::parse_rfc3339("2026-11-27T04:05:00Z"));
     }
 }
