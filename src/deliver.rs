@@ -3,6 +3,7 @@
 //! than a false "delivered", so every step must be seen, not assumed.
 
 use crate::format::Task;
+use crate::runtime::transcript::Mark;
 use crate::runtime::Runtime;
 use crate::sanitize::paste_text;
 use crate::tmux::Tmux;
@@ -10,6 +11,8 @@ use std::time::{Duration, Instant};
 
 pub const PASTE_BUDGET: Duration = Duration::from_millis(1500);
 pub const SUBMIT_BUDGET: Duration = Duration::from_secs(4);
+/// How long a runtime that records prompts gets to show the delivery there.
+pub const RECORD_GRACE: Duration = Duration::from_secs(4);
 const REENTER_AFTER: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +104,27 @@ async fn wait_submitted(tmux: &Tmux, rt: &dyn Runtime, after_paste: &str, act0: 
     }
 }
 
+/// Confirmation by the runtime's own record: the text must show there as
+/// a new prompt. A screen that did not take the Enter gets one more.
+async fn wait_recorded(tmux: &Tmux, rt: &dyn Runtime, after_paste: &str, mark: &Mark, text: &str) -> bool {
+    let mut poll = Poll::new(RECORD_GRACE);
+    let mut reentered = false;
+    loop {
+        if rt.confirmed_since(mark, text) {
+            return true;
+        }
+        if rt.reenter() && !reentered && poll.start.elapsed() >= REENTER_AFTER {
+            reentered = true;
+            if tmux.capture(false).await.is_ok_and(|now| !rt.submitted(after_paste, &now)) {
+                let _ = tmux.keys(&["Enter"]).await;
+            }
+        }
+        if !poll.again().await {
+            return false;
+        }
+    }
+}
+
 /// Pastes `text` and presses Enter, confirming each step. `recovered`:
 /// the task was in flight when a previous daemon died, so its paste may
 /// already sit unsubmitted in the input; then only Enter is sent, or the
@@ -109,6 +133,7 @@ pub async fn deliver(tmux: &Tmux, rt: &dyn Runtime, text: &str, recovered: bool)
     let start = Instant::now();
     let before = tmux.capture(false).await.map_err(|e| format!("capture failed: {e}"))?;
     let act0 = rt.activity();
+    let mark = rt.mark();
     let after_paste = if recovered && rt.composer_holds(&before, text) {
         before
     } else {
@@ -119,7 +144,11 @@ pub async fn deliver(tmux: &Tmux, rt: &dyn Runtime, text: &str, recovered: bool)
     };
     let paste_ms = start.elapsed().as_millis() as u64;
     tmux.keys(&["Enter"]).await.map_err(|e| format!("enter failed: {e}"))?;
-    if !wait_submitted(tmux, rt, &after_paste, act0).await {
+    if let Some(m) = &mark {
+        if !wait_recorded(tmux, rt, &after_paste, m, text).await {
+            return Err(format!("text not in the transcript within {} ms", RECORD_GRACE.as_millis()));
+        }
+    } else if !wait_submitted(tmux, rt, &after_paste, act0).await {
         return Err(format!("submit not confirmed within {} ms", SUBMIT_BUDGET.as_millis()));
     }
     Ok(Timing { paste_ms, total_ms: start.elapsed().as_millis() as u64 })

@@ -427,6 +427,14 @@ impl Peer {
         rt.max(te)
     }
 
+    /// When the agent last did something, for idle decisions: the
+    /// runtime's newest record entry (not a file mtime, which some runtimes
+    /// bump while idle) or the turn-end hook.
+    fn idle_ref_ms(&self) -> Option<u64> {
+        let rt = self.runtime.as_ref()?.last_entry().map(crate::state::ms);
+        rt.max(crate::hook::turn_end_ms(&self.sh.root, &self.name))
+    }
+
     async fn supervise(&mut self, cfg: &Config) {
         let Some(sess) = self.session.clone() else {
             return;
@@ -434,7 +442,8 @@ impl Peer {
         let now = now_ms();
         let pane = self.tmux.pane().await;
         let act = self.activity_ms();
-        if let Some(a) = act {
+        let last = self.idle_ref_ms();
+        if let Some(a) = last {
             if self.st.activity_ms() != Some(a) {
                 self.st.set_activity_ms(a);
             }
@@ -458,7 +467,7 @@ impl Peer {
             stopped: self.st.stopped(),
             ephemeral: self.ephemeral(),
             woke_at_ms: sess.woke_at_ms,
-            last_activity_ms: act,
+            last_activity_ms: last,
             last_delivery_ms: sess.last_delivery_ms,
             armed_at_ms: sess.armed_at_ms,
             turn_end_ms: crate::hook::turn_end_ms(&self.sh.root, &self.name),
@@ -486,16 +495,10 @@ impl Peer {
     async fn end_session(&mut self, cause: &str, death: bool, park: bool) {
         let last = self.tmux.capture(false).await.ok().map(|s| last_lines(&s, 2)).unwrap_or_default();
         self.tmux.kill().await;
-        let now = now_ms();
-        if death {
-            let _ = self.st.record_death(now);
-            self.lifecycle(&[("event", "death"), ("cause", cause), ("last_lines", &last)]);
-        } else {
-            self.lifecycle(&[("event", "reap"), ("cause", cause), ("park", if park { "yes" } else { "no" })]);
-        }
+        // Marks first, then the log line: a reader of the log may act on it.
         if park {
             let mut pk = self.st.park().unwrap_or_default();
-            pk.at_ms = now;
+            pk.at_ms = now_ms();
             if let Some(t) = self.st.current().and_then(|c| c.topic) {
                 pk.topics.retain(|x| x != &t);
                 pk.topics.push(t);
@@ -507,6 +510,13 @@ impl Peer {
         self.session = None;
         let _ = self.st.set_session(None);
         let _ = self.st.set_current(None);
+        let now = now_ms();
+        if death {
+            let _ = self.st.record_death(now);
+            self.lifecycle(&[("event", "death"), ("cause", cause), ("last_lines", &last)]);
+        } else {
+            self.lifecycle(&[("event", "reap"), ("cause", cause), ("park", if park { "yes" } else { "no" })]);
+        }
         // Re-check the spool at once: the next queued task may start now.
         self.schedule(now);
     }
@@ -733,9 +743,15 @@ impl Peer {
             Ok(()) => {
                 let ms = started.elapsed().as_millis().to_string();
                 self.lifecycle(&[("event", "wake"), ("mode", mode.as_str()), ("cause", cause), ("task", &task.id), ("boot_ms", &ms)]);
+                if self.blocked_logged.is_none() {
+                    self.st.set_blocked(None);
+                }
                 Ok(mode)
             }
             Err(why) => {
+                self.lifecycle(&[("event", "wake-failed"), ("mode", mode.as_str()), ("task", &task.id), ("reason", &why), ("boot_ms", &started.elapsed().as_millis().to_string())]);
+                // Shown by `peerspool status` until a wake succeeds.
+                self.st.set_blocked(Some(&format!("wake failed: {why}")));
                 // A boot that leaves no live session counts as a death, or a
                 // crashing program would be woken forever.
                 self.end_session(&format!("boot-failed: {why}"), true, false).await;
@@ -773,6 +789,9 @@ impl Peer {
             let pane = self.tmux.pane().await;
             let screen = self.tmux.capture(false).await.unwrap_or_default();
             if pane.as_ref().is_none_or(|p| p.dead) {
+                if let Screen::Fatal(r) = rt.screen(&screen) {
+                    return Err(r);
+                }
                 let status = pane.and_then(|p| p.status).map(|s| s.to_string()).unwrap_or_else(|| "?".into());
                 return Err(format!("program exited during boot (status {status}): {}", last_lines(&screen, 2)));
             }

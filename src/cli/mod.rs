@@ -4,6 +4,7 @@
 mod check;
 mod doctor;
 mod generate;
+mod hooks;
 mod ops;
 mod messaging;
 mod peer;
@@ -61,6 +62,9 @@ pub enum Cmd {
     /// Man page and shell completions (used by packaging)
     #[command(subcommand, hide = true)]
     Generate(generate::GenerateCmd),
+    /// Install or remove a runtime's turn-end hook (claude Stop, codex notify)
+    #[command(subcommand)]
+    Hooks(hooks::HooksCmd),
     /// The built-in test agent (used by the demo and the tests)
     #[command(hide = true)]
     Agent(ops::AgentArgs),
@@ -113,6 +117,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Attach { peer } => ops::attach(&root, &peer),
         Cmd::Log(a) => ops::log(&root, a),
         Cmd::Hook(c) => ops::hook(&root, c),
+        Cmd::Hooks(c) => hooks::run(&root, c),
         Cmd::Agent(a) => Ok(peerspool::agent::run(&a.into())),
         Cmd::Service(c) => service::run(&root, c),
         Cmd::Generate(c) => generate::run(c),

@@ -111,12 +111,22 @@ pub enum HookCmd {
         /// The peer (default: $PEERSPOOL_PEER)
         #[arg(long)]
         peer: Option<String>,
+        /// Exit quietly when there is no peer (a session peerspool did not start)
+        #[arg(long)]
+        if_peer: bool,
+        /// Ignored: what the runtime passes along (Codex appends a JSON event)
+        #[arg(hide = true, allow_hyphen_values = true)]
+        event: Vec<String>,
     },
 }
 
 pub fn hook(root: &Root, c: HookCmd) -> anyhow::Result<i32> {
-    let HookCmd::TurnEnd { peer } = c;
-    let peer = peer.or_else(peerspool::send::session_peer).ok_or_else(|| Error::Usage("no peer: run inside a session or pass --peer".into()))?;
+    let HookCmd::TurnEnd { peer, if_peer, event: _ } = c;
+    let peer = peer.or_else(peerspool::send::session_peer);
+    if peer.is_none() && if_peer {
+        return Ok(0);
+    }
+    let peer = peer.ok_or_else(|| Error::Usage("no peer: run inside a session or pass --peer".into()))?;
     peerspool::hook::turn_end(root, &peer)?;
     Ok(0)
 }

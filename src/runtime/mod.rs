@@ -3,7 +3,11 @@
 //! how to tell that a paste landed and was submitted, and where activity
 //! shows. Everything else (tmux, spool, lifecycle) is shared.
 
+pub mod claude;
+pub mod codex;
 pub mod command;
+pub mod hooks;
+pub mod transcript;
 
 use crate::profile::{Profile, RuntimeKind};
 use std::time::SystemTime;
@@ -46,8 +50,23 @@ pub trait Runtime: Send + Sync {
         &[]
     }
     fn screen(&self, pane: &str) -> Screen;
-    /// The newest activity signal, if any has shown yet.
+    /// The newest activity signal, if any has shown yet (cheap: mtimes).
     fn activity(&self) -> Option<SystemTime>;
+    /// When the agent last did something, for idle decisions. Runtimes
+    /// that rewrite their record while idle answer with the newest entry's
+    /// own timestamp; others fall back to `activity`.
+    fn last_entry(&self) -> Option<SystemTime> {
+        self.activity()
+    }
+    /// A position in the runtime's own record, taken before a paste, when
+    /// deliveries are confirmed there rather than on the screen.
+    fn mark(&self) -> Option<transcript::Mark> {
+        None
+    }
+    /// Whether `text` was recorded as a new user prompt after `mark`.
+    fn confirmed_since(&self, _mark: &transcript::Mark, _text: &str) -> bool {
+        false
+    }
     /// Whether this runtime has an activity signal at all (no signal: the
     /// ready gate and activity-based confirmation are skipped).
     fn has_activity(&self) -> bool {
@@ -107,13 +126,55 @@ pub fn newest_mtime(pattern: &str, cwd: &std::path::Path) -> Option<SystemTime> 
         .max()
 }
 
-/// The adapter for a profile. claude and codex get their own adapters;
-/// until then they refuse to wake with a clear reason.
+/// The adapter for a profile.
 pub fn for_profile(p: &Profile) -> Result<Box<dyn Runtime>, String> {
-    match p.runtime {
-        RuntimeKind::Command => Ok(Box::new(command::Command::new(p))),
-        other => Err(format!("runtime {:?} has no adapter in this build", other.as_str())),
+    Ok(match p.runtime {
+        RuntimeKind::Command => Box::new(command::Command::new(p)),
+        RuntimeKind::Claude => Box::new(claude::Claude::new(p)),
+        RuntimeKind::Codex => Box::new(codex::Codex::new(p)),
+    })
+}
+
+/// The program and extra arguments for an agent runtime: `command` in the
+/// profile either starts with an option (extra arguments only) or names
+/// the program too; otherwise `$<bin_env>` or `default` is the program.
+pub fn program_and_extras(p: &Profile, bin_env: &str, default: &str) -> (String, Vec<String>) {
+    let env_bin = || std::env::var(bin_env).ok().filter(|b| !b.is_empty()).unwrap_or_else(|| default.to_string());
+    match p.command.as_deref() {
+        Some([first, rest @ ..]) if !first.starts_with('-') => (first.clone(), rest.to_vec()),
+        Some(all) => (env_bin(), all.to_vec()),
+        None => (env_bin(), vec![]),
     }
+}
+
+/// The home directory the session will see (a profile may set `HOME`).
+pub fn session_home(p: &Profile) -> std::path::PathBuf {
+    p.env
+        .get("HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(std::path::PathBuf::from))
+        .unwrap_or_else(|| "/".into())
+}
+
+/// A directory named by a variable in the profile's env, else the
+/// daemon's env, else `home/<fallback>`.
+pub fn session_dir(p: &Profile, var: &str, fallback: &str) -> std::path::PathBuf {
+    if let Some(v) = p.env.get(var).filter(|v| !v.is_empty()) {
+        return v.into();
+    }
+    if !p.env.contains_key("HOME") {
+        if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            return v.into();
+        }
+    }
+    session_home(p).join(fallback)
+}
+
+/// One step towards a menu option: Enter when the highlighted line (the
+/// one starting with `cursor`) contains `want`, else `step` to move on.
+pub fn choose(screen: &str, cursor: char, want: &str, step: &'static str) -> Vec<&'static str> {
+    let on = screen.lines().map(str::trim_start).any(|l| l.starts_with(cursor) && l.contains(want));
+    vec![if on { "Enter" } else { step }]
 }
 
 #[cfg(test)]

@@ -118,6 +118,11 @@ impl Env {
         self.peers.push(name.into());
     }
 
+    /// Registers a peer added by other means, so Drop stops its tmux server.
+    pub fn track_peer(&mut self, name: &str) {
+        self.peers.push(name.into());
+    }
+
     pub fn start_daemon(&mut self) {
         assert!(self.daemon.is_none(), "daemon already running");
         let err = std::fs::File::create(self.dir.path().join("daemon.err")).unwrap();
