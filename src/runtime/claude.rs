@@ -171,6 +171,10 @@ impl Runtime for Claude {
         b != n && (n.contains("[Pasted text") || pasted_by_tail(&b, &n, text))
     }
 
+    fn composer_holds(&self, screen: &str, text: &str) -> bool {
+        super::composer_has(&composer(screen), "[Pasted text", text)
+    }
+
     fn submitted(&self, after_paste: &str, now: &str) -> bool {
         composer(after_paste) != composer(now)
     }
@@ -263,6 +267,11 @@ mod tests {
         assert!(rt.submitted(screen!("pasted-multiline"), screen!("after-submit-multiline")));
         assert_eq!(composer(ready), "");
         assert_eq!(composer(screen!("pasted")), "hello from peerspool test 1");
+        // After a daemon kill between paste and Enter: only Enter is owed.
+        assert!(rt.composer_holds(screen!("pasted"), "hello from peerspool test 1"));
+        assert!(rt.composer_holds(screen!("pasted-multiline"), &text));
+        assert!(!rt.composer_holds(ready, "hello from peerspool test 1"));
+        assert!(!rt.composer_holds(screen!("after-submit"), "hello from peerspool test 1"));
     }
 
     #[test]

@@ -145,6 +145,10 @@ impl Runtime for Codex {
         b != n && (n.contains("[Pasted Content") || pasted_by_tail(&b, &n, text))
     }
 
+    fn composer_holds(&self, screen: &str, text: &str) -> bool {
+        super::composer_has(&composer(screen), "[Pasted Content", text)
+    }
+
     fn submitted(&self, after_paste: &str, now: &str) -> bool {
         // Taken, and held until startup ends: submitting again would double it.
         composer(after_paste) != composer(now) || now.contains("Waiting for startup")
@@ -212,6 +216,10 @@ mod tests {
         let text: String = (1..=40).map(|i| format!("line of a long pasted task {i}\n")).collect();
         assert!(rt.pasted(screen!("after-submit"), screen!("pasted-multiline"), &text));
         assert!(rt.submitted(screen!("pasted-multiline"), screen!("after-submit-multiline")));
+        assert!(rt.composer_holds(screen!("pasted"), "hello from peerspool codex 1"));
+        assert!(rt.composer_holds(screen!("pasted-multiline"), &text));
+        assert!(!rt.composer_holds(screen!("starting"), "hello from peerspool codex 1"));
+        assert!(!rt.composer_holds(screen!("after-submit"), "hello from peerspool codex 1"));
     }
 
     #[test]

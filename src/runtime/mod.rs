@@ -105,6 +105,14 @@ pub fn tail(text: &str) -> String {
     last.chars().skip(n.saturating_sub(24)).collect::<String>().trim().to_string()
 }
 
+/// Whether an input box (already cut out of the screen and folded) holds
+/// our unsubmitted paste: its tail, or the runtime's placeholder for a long
+/// paste (`marker`).
+pub fn composer_has(composer: &str, marker: &str, text: &str) -> bool {
+    let t = tail(text);
+    !composer.is_empty() && (composer.contains(marker) || (!t.is_empty() && composer.ends_with(&t)))
+}
+
 /// Generic paste confirmation: the text's tail shows up more often than
 /// before, or the screen changed and the tail is visible.
 pub fn pasted_by_tail(before: &str, now: &str, text: &str) -> bool {
