@@ -3,7 +3,7 @@
 //! the prompt showing up in a new transcript line.
 
 use super::transcript::{self, Mark};
-use super::{choose, norm, pasted_by_tail, program_and_extras, session_dir, Runtime, Screen, WakeMode};
+use super::{choose, pasted_by_tail, program_and_extras, session_dir, Runtime, Screen, WakeMode};
 use crate::profile::{Profile, RuntimeKind};
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -97,16 +97,7 @@ fn dialog(s: &str) -> Option<Screen> {
 /// The input box: from the last line starting with the prompt glyph up
 /// to the rule drawn under it.
 pub fn composer(screen: &str) -> String {
-    let lines: Vec<&str> = screen.lines().collect();
-    let Some(i) = lines.iter().rposition(|l| l.trim_start().starts_with(GLYPH)) else { return String::new() };
-    let mut out = vec![];
-    for l in &lines[i..] {
-        if l.trim_start().starts_with('─') {
-            break;
-        }
-        out.push(*l);
-    }
-    norm(&out.join("\n").replacen(GLYPH, "", 1))
+    super::input_box(screen, &GLYPH.to_string(), |l| l.trim_start().starts_with(GLYPH), |l| l.trim_start().starts_with('─'))
 }
 
 pub fn classify(s: &str) -> Screen {

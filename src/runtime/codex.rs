@@ -4,7 +4,7 @@
 //! first line, deliveries confirmed on the screen.
 
 use super::transcript;
-use super::{choose, norm, pasted_by_tail, program_and_extras, session_dir, Runtime, Screen, WakeMode};
+use super::{choose, pasted_by_tail, program_and_extras, session_dir, Runtime, Screen, WakeMode};
 use crate::profile::{Profile, RuntimeKind};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -71,16 +71,8 @@ fn dialog(s: &str) -> Option<Screen> {
 /// The input row: the last line starting with `› ` and its continuation
 /// lines up to the first blank one.
 pub fn composer(screen: &str) -> String {
-    let lines: Vec<&str> = screen.lines().collect();
-    let Some(i) = lines.iter().rposition(|l| l.starts_with(GLYPH)) else { return String::new() };
-    let mut out = vec![];
-    for l in &lines[i..] {
-        if l.trim().is_empty() {
-            break;
-        }
-        out.push(*l);
-    }
-    norm(&out.join("\n").replacen(GLYPH, "", 1))
+    // The first line is never blank, so the box has at least that line.
+    super::input_box(screen, GLYPH, |l| l.starts_with(GLYPH), |l| l.trim().is_empty())
 }
 
 pub fn classify(s: &str) -> Screen {

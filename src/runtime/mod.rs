@@ -105,6 +105,16 @@ pub fn tail(text: &str) -> String {
     last.chars().skip(n.saturating_sub(24)).collect::<String>().trim().to_string()
 }
 
+/// Cuts an input box out of a screen: from the last line `starts` accepts
+/// up to (not including) the first line `ends` accepts, without the
+/// prompt glyph, whitespace-folded.
+pub fn input_box(screen: &str, glyph: &str, starts: impl Fn(&str) -> bool, ends: impl Fn(&str) -> bool) -> String {
+    let lines: Vec<&str> = screen.lines().collect();
+    let Some(i) = lines.iter().rposition(|l| starts(l)) else { return String::new() };
+    let end = lines[i..].iter().position(|l| ends(l)).map_or(lines.len(), |n| i + n);
+    norm(&lines[i..end].join("\n").replacen(glyph, "", 1))
+}
+
 /// Whether an input box (already cut out of the screen and folded) holds
 /// our unsubmitted paste: its tail, or the runtime's placeholder for a long
 /// paste (`marker`).
