@@ -103,9 +103,8 @@ async fn wait_submitted(tmux: &Tmux, rt: &dyn Runtime, after_paste: &str, act0: 
 
 pub async fn deliver(tmux: &Tmux, rt: &dyn Runtime, text: &str) -> Result<Timing, String> {
     let start = Instant::now();
-    let before = tmux.capture(false).await.map_err(|e| format!("capture failed: {e}"))?;
     let act0 = rt.activity();
-    tmux.paste(text).await.map_err(|e| format!("paste failed: {e}"))?;
+    let before = tmux.capture_then_paste(text).await.map_err(|e| format!("paste failed: {e}"))?;
     let after_paste = wait_pasted(tmux, rt, &before, text)
         .await
         .ok_or_else(|| format!("paste not visible after {} ms", PASTE_BUDGET.as_millis()))?;

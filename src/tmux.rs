@@ -153,6 +153,18 @@ impl Tmux {
         self.output(c, Some(text.as_bytes()), "paste").await.map(|_| ())
     }
 
+    /// The screen as it was just before the paste, then `paste`, in one
+    /// client call: one process spawn fewer on every delivery. The server
+    /// runs the commands in order, so the capture cannot include the paste.
+    pub async fn capture_then_paste(&self, text: &str) -> Result<String> {
+        let c = self.command(&[
+            "capture-pane", "-p", "-J", "-t", TARGET, ";",
+            "load-buffer", "-b", "peerspool", "-", ";",
+            "paste-buffer", "-p", "-d", "-b", "peerspool", "-t", TARGET,
+        ]);
+        self.output(c, Some(text.as_bytes()), "paste").await
+    }
+
     pub async fn keys(&self, keys: &[&str]) -> Result<()> {
         let mut a = vec!["send-keys", "-t", TARGET];
         a.extend_from_slice(keys);
