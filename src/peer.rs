@@ -267,6 +267,7 @@ impl Peer {
             }
         };
         let lim = Limits { max_bytes: cfg.max_bytes, ..Limits::default() };
+        let mut ready = vec![];
         for name in names {
             let key = format!("outbox/{name}");
             if let Err(at) = self.settled(&key, &self.outbox.new, &name, cfg) {
@@ -274,29 +275,35 @@ impl Peer {
                 break;
             }
             self.forget(&key);
+            ready.push(name);
+        }
+        // Batches bound how long one pass holds the loop.
+        for batch in ready.chunks(ROUTE_BATCH) {
             let start = Instant::now();
-            match outbox::route(&self.sh.root, &self.name, &name, &lim) {
-                Ok(Outcome::Routed { msg, to, id }) => {
-                    let (kind, dest) = match &to {
-                        Routed::Peer(p) => ("peer", p.as_str()),
-                        Routed::Inbox(a) => ("inbox", a.as_str()),
-                    };
-                    let us = start.elapsed().as_micros().to_string();
-                    self.delivery(&[
-                        ("event", "route"), ("id", &id), ("to", dest), ("kind", kind),
-                        ("in_reply_to", msg.in_reply_to.as_deref().unwrap_or("")),
-                        ("bytes", &msg.text.len().to_string()), ("outcome", "routed"), ("latency_us", &us),
-                    ]);
-                    self.arm();
-                }
-                Ok(Outcome::Rejected(why)) => {
-                    self.delivery(&[("event", "route"), ("file", &name), ("outcome", "rejected"), ("error", &why)]);
-                }
-                Ok(Outcome::Gone) => {}
-                Err(e) => {
-                    self.delivery(&[("event", "route"), ("file", &name), ("outcome", "error"), ("error", &e.to_string())]);
-                    self.schedule(now_ms() + 1000);
-                    break;
+            let results = outbox::route_batch(&self.sh.root, &self.name, batch, &lim);
+            let us = start.elapsed().as_micros().to_string();
+            for (name, r) in results {
+                match r {
+                    Ok(Outcome::Routed { msg, to, id }) => {
+                        let (kind, dest) = match &to {
+                            Routed::Peer(p) => ("peer", p.as_str()),
+                            Routed::Inbox(a) => ("inbox", a.as_str()),
+                        };
+                        self.delivery(&[
+                            ("event", "route"), ("id", &id), ("to", dest), ("kind", kind),
+                            ("in_reply_to", msg.in_reply_to.as_deref().unwrap_or("")),
+                            ("bytes", &msg.text.len().to_string()), ("outcome", "routed"), ("latency_us", &us),
+                        ]);
+                        self.arm();
+                    }
+                    Ok(Outcome::Rejected(why)) => {
+                        self.delivery(&[("event", "route"), ("file", &name), ("outcome", "rejected"), ("error", &why)]);
+                    }
+                    Ok(Outcome::Gone) => {}
+                    Err(e) => {
+                        self.delivery(&[("event", "route"), ("file", &name), ("outcome", "error"), ("error", &e.to_string())]);
+                        self.schedule(now_ms() + 1000);
+                    }
                 }
             }
         }
@@ -696,6 +703,9 @@ impl Peer {
         }
     }
 }
+
+/// Outbox files routed per batch (their fsyncs are issued together).
+const ROUTE_BATCH: usize = 256;
 
 const PANE_RECHECK: Duration = Duration::from_secs(10);
 
