@@ -357,6 +357,7 @@ impl Drop for Env {
         for s in &self.sockets {
             if s.exists() {
                 kill_server(s);
+                let _ = fs::remove_file(s);
             }
         }
         let _ = fs::remove_dir_all(&self.dir);
@@ -885,7 +886,7 @@ fn section_scale(o: &Opts, r: &mut Report) -> Res<()> {
         e.add_peer("s", &[])?;
         e.ok(&["stop", "s"])?;
         e.start_daemon(&[], 1)?;
-        let k = o.scale_k.min(n);
+        let k = o.scale_k.min(n - 1);
         let tmp = e.spool_dir("s", "spool", "tmp");
         let new = e.spool_dir("s", "spool", "new");
         let t = Instant::now();
