@@ -360,7 +360,9 @@ impl Drop for Env {
                 let _ = fs::remove_file(s);
             }
         }
-        let _ = fs::remove_dir_all(&self.dir);
+        if std::env::var_os("SYSBENCH_KEEP").is_none() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
