@@ -104,7 +104,7 @@ fn stage(root: &Root, owner: &str, ob: &Queue, name: &str, lim: &Limits) -> Resu
 /// fsyncs many files at once: the filesystem commits concurrent syncs
 /// together, so a batch costs about one journal commit, not one per file.
 fn sync_parallel(files: &[&File]) -> Vec<std::io::Result<()>> {
-    const THREADS: usize = 16;
+    const THREADS: usize = 64;
     if files.len() < 2 {
         return files.iter().map(|f| f.sync_all()).collect();
     }
