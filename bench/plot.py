@@ -33,7 +33,7 @@ def main():
         x1 += 1
 
     def px(v):
-        return L + (math.log10(max(v, lo)) - x0) / (x1 - x0) * (W - L - R)
+        return L + (math.log10(max(v, 10 ** x0)) - x0) / (x1 - x0) * (W - L - R)
 
     def py(q):
         return T + (1 - q) * (H - T - B)
