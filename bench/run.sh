@@ -2,7 +2,8 @@
 # Whole-system benchmarks: builds the release binary and the driver, runs
 # them against real tmux (private sockets) with the built-in agent as a
 # stamping fake peer, prints the table and writes bench/results/
-# (table.md, results.json, latency samples, latency-cdf.svg).
+# (table.md, results.json, latency samples, latency-cdf.svg; --quick:
+# bench/results/quick/).
 #
 #   bench/run.sh            # full run (~10 min on 2 cores)
 #   bench/run.sh --quick    # smaller counts (< ~2 min)
@@ -11,16 +12,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-args=() criterion=
+args=() criterion= out=bench/results
 for a in "$@"; do
   if [[ $a == --criterion ]]; then criterion=1; else args+=("$a"); fi
+  # A quick run does not overwrite the committed full-run results.
+  if [[ $a == --quick ]]; then out=bench/results/quick; fi
 done
 
 for tool in tmux inotifywait jq python3; do
   command -v "$tool" >/dev/null || { echo "bench/run.sh: $tool is missing (apt-get install -y tmux inotify-tools jq python3)" >&2; exit 1; }
 done
 
-out=bench/results
 mkdir -p "$out"
 list=$(mktemp /tmp/sysbench-cleanup.XXXXXX)
 
@@ -42,8 +44,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 cargo build --release --quiet --bin peerspool --example sysbench
-# Bounded in time whatever happens.
-timeout --signal=TERM --kill-after=30 1200 \
+# Bounded in time; --foreground keeps the driver in this process group so
+# that Ctrl-C reaches it (it then stops what it started and exits).
+timeout --foreground --signal=TERM --kill-after=30 1200 \
   target/release/examples/sysbench --bin target/release/peerspool --out "$out" \
   --cleanup-list "$list" --baseline bench/baseline.sh "${args[@]}"
 python3 bench/plot.py "$out"

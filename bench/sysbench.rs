@@ -645,7 +645,10 @@ fn section_burst(o: &Opts, r: &mut Report) -> Res<()> {
                 let id = v["text"].as_str().and_then(parse_header).map(|(h, _)| h.id).unwrap_or_default();
                 got.push((id, v["ns"].as_u64().unwrap_or(0)));
             }
-            Err(_) => break,
+            Err(_) => {
+                check_stop()?;
+                break;
+            }
         }
     }
     let want: Vec<&str> = names.iter().map(|s| stem(s)).collect();
