@@ -21,6 +21,20 @@ pub struct Options {
     pub reply_cli: bool,
     /// Milliseconds to wait before answering (simulated work).
     pub work_ms: u64,
+    /// Add CLOCK_REALTIME nanosecond stamps to each record (and a start
+    /// record), so a benchmark can compare them with its writer's clock.
+    pub stamp: bool,
+}
+
+/// When the parts of one message arrived (ns since the epoch).
+#[derive(Debug, Clone, Copy, Default)]
+struct Stamps {
+    first_ns: u64,
+    paste_end_ns: u64,
+}
+
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
 /// A parsed envelope header: `[peerspool task ID from FROM reply-to R ...]`.
@@ -103,8 +117,17 @@ fn draw(out: &mut impl Write, composer: &str) {
     let _ = out.flush();
 }
 
-fn record(o: &Options, msg: &str) -> std::io::Result<()> {
-    let line = serde_json::json!({"ts_ms": crate::state::now_ms(), "bytes": msg.len(), "text": msg, "pid": std::process::id()});
+fn record(o: &Options, msg: &str, st: Stamps) -> std::io::Result<()> {
+    let mut line = serde_json::json!({"ts_ms": crate::state::now_ms(), "bytes": msg.len(), "text": msg, "pid": std::process::id()});
+    if o.stamp {
+        line["ns"] = now_ns().into();
+        line["first_ns"] = st.first_ns.into();
+        line["paste_end_ns"] = st.paste_end_ns.into();
+    }
+    append(o, &line)
+}
+
+fn append(o: &Options, line: &serde_json::Value) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&o.log)?;
     writeln!(f, "{line}")?;
     f.sync_data()
@@ -135,6 +158,9 @@ fn respond(o: &Options, msg: &str) -> Result<(), String> {
 }
 
 pub fn run(o: &Options) -> i32 {
+    if o.stamp {
+        let _ = append(o, &serde_json::json!({"event": "start", "ns": now_ns(), "pid": std::process::id()}));
+    }
     let _raw = RawTty::enter();
     let mut out = std::io::stdout();
     let _ = write!(out, "\x1b[?2004hpeerspool test agent ({})\r\n", if o.resumed { "resumed" } else { "fresh" });
@@ -143,6 +169,7 @@ pub fn run(o: &Options) -> i32 {
     let mut in_paste = false;
     let mut esc: Vec<u8> = Vec::new();
     let mut received = 0u64;
+    let mut st = Stamps::default();
     let mut buf = [0u8; 65536];
     let mut stdin = std::io::stdin();
     loop {
@@ -151,12 +178,18 @@ pub fn run(o: &Options) -> i32 {
             Ok(n) => n,
         };
         for &b in &buf[..n] {
+            if o.stamp && st.first_ns == 0 {
+                st.first_ns = now_ns();
+            }
             if !esc.is_empty() || b == 0x1b {
                 esc.push(b);
                 if esc == b"\x1b[200~" {
                     in_paste = true;
                 } else if esc == b"\x1b[201~" {
                     in_paste = false;
+                    if o.stamp {
+                        st.paste_end_ns = now_ns();
+                    }
                 } else if esc.len() < 6 && (esc.len() < 2 || esc[1] == b'[') {
                     continue;
                 } else if in_paste {
@@ -169,12 +202,13 @@ pub fn run(o: &Options) -> i32 {
                 b'\r' | b'\n' if in_paste => composer.push(b'\n'),
                 b'\r' | b'\n' => {
                     if composer.is_empty() {
+                        st = Stamps::default();
                         continue;
                     }
                     let msg = String::from_utf8_lossy(&composer).into_owned();
                     composer.clear();
                     received += 1;
-                    let status = match record(o, &msg) {
+                    let status = match record(o, &msg, std::mem::take(&mut st)) {
                         Ok(()) => "ok".to_string(),
                         Err(e) => format!("log error: {e}"),
                     };

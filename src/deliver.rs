@@ -131,16 +131,23 @@ async fn wait_recorded(tmux: &Tmux, rt: &dyn Runtime, after_paste: &str, mark: &
 /// agent would get the text twice in one message.
 pub async fn deliver(tmux: &Tmux, rt: &dyn Runtime, text: &str, recovered: bool) -> Result<Timing, String> {
     let start = Instant::now();
-    let before = tmux.capture(false).await.map_err(|e| format!("capture failed: {e}"))?;
     let act0 = rt.activity();
     let mark = rt.mark();
-    let after_paste = if recovered && rt.composer_holds(&before, text) {
-        before
+    // A recovered task may already sit unsubmitted in the input box.
+    let held = if recovered {
+        let before = tmux.capture(false).await.map_err(|e| format!("capture failed: {e}"))?;
+        rt.composer_holds(&before, text).then_some(before)
     } else {
-        tmux.paste(text).await.map_err(|e| format!("paste failed: {e}"))?;
-        wait_pasted(tmux, rt, &before, text)
-            .await
-            .ok_or_else(|| format!("paste not visible after {} ms", PASTE_BUDGET.as_millis()))?
+        None
+    };
+    let after_paste = match held {
+        Some(screen) => screen,
+        None => {
+            let before = tmux.capture_then_paste(text).await.map_err(|e| format!("paste failed: {e}"))?;
+            wait_pasted(tmux, rt, &before, text)
+                .await
+                .ok_or_else(|| format!("paste not visible after {} ms", PASTE_BUDGET.as_millis()))?
+        }
     };
     let paste_ms = start.elapsed().as_millis() as u64;
     tmux.keys(&["Enter"]).await.map_err(|e| format!("enter failed: {e}"))?;

@@ -15,7 +15,7 @@ use crate::root::{PeerPaths, Root};
 use crate::runtime::{Runtime, Screen, WakeMode};
 use crate::spool::{self, Limits, Queue};
 use crate::state::{now_ms, Current, Park, PeerState, Session, TOPICS_KEPT};
-use crate::tmux::{Launch, Tmux};
+use crate::tmux::{Launch, Pane, Tmux};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -86,6 +86,8 @@ struct Peer {
     attempts: HashMap<String, u32>,
     session: Option<Session>,
     gate: Option<Gate>,
+    /// The last pane seen alive and when tmux was last asked (see `pane`).
+    live_pane: Option<(Pane, Instant)>,
     blocked_logged: Option<String>,
     /// No wake before this time (backoff after a failed wake or delivery).
     hold_until_ms: u64,
@@ -134,6 +136,7 @@ pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
         outbox_head: Head::new(crate::head::DEFAULT_CAP),
         attempts: HashMap::new(),
         gate: None,
+        live_pane: None,
         blocked_logged: None,
         hold_until_ms: 0,
         next_ms: 0,
@@ -440,7 +443,7 @@ impl Peer {
             return;
         };
         let now = now_ms();
-        let pane = self.tmux.pane().await;
+        let pane = self.pane().await;
         let act = self.activity_ms();
         let last = self.idle_ref_ms();
         if let Some(a) = last {
@@ -490,6 +493,21 @@ impl Peer {
         }
     }
 
+    /// The pane's state for supervision. While the pane's process is alive
+    /// a signal-0 probe answers without spawning a tmux client, which every
+    /// tick and every delivery would otherwise do; tmux is still asked every
+    /// `PANE_RECHECK` and as soon as the process is gone.
+    async fn pane(&mut self) -> Option<Pane> {
+        if let Some((p, at)) = &self.live_pane {
+            if at.elapsed() < PANE_RECHECK && p.pid.is_some_and(pid_alive) {
+                return Some(p.clone());
+            }
+        }
+        let p = self.tmux.pane().await;
+        self.live_pane = p.clone().filter(|p| !p.dead && p.pid.is_some()).map(|p| (p, Instant::now()));
+        p
+    }
+
     /// Closes the session and records why. A death feeds the crash-loop
     /// guard; a reap does not; a parking reap leaves the resume mark.
     async fn end_session(&mut self, cause: &str, death: bool, park: bool) {
@@ -508,6 +526,7 @@ impl Peer {
             let _ = self.st.set_park(Some(&pk));
         }
         self.session = None;
+        self.live_pane = None;
         let _ = self.st.set_session(None);
         let _ = self.st.set_current(None);
         let now = now_ms();
@@ -777,6 +796,7 @@ impl Peer {
         let now = now_ms();
         let sess = Session { woke_at_ms: now, mode: mode.as_str().into(), ..Default::default() };
         self.session = Some(sess.clone());
+        self.live_pane = None;
         let _ = self.st.set_session(Some(&sess));
         self.tmux.start(&launch).await.map_err(|e| format!("tmux: {e}"))?;
         let deadline = Instant::now() + cfg.boot_deadline;
@@ -817,6 +837,13 @@ impl Peer {
             gap = (gap * 2).min(Duration::from_millis(500));
         }
     }
+}
+
+const PANE_RECHECK: Duration = Duration::from_secs(10);
+
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    pid > 0 && unsafe { libc::kill(pid as i32, 0) } == 0
 }
 
 fn last_lines(screen: &str, n: usize) -> String {

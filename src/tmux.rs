@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
@@ -13,9 +14,112 @@ pub const SESSION: &str = "peer";
 pub const TARGET: &str = "peer:0.0";
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Tmux {
     pub socket: PathBuf,
+    ctl: Arc<tokio::sync::Mutex<CtlSlot>>,
+}
+
+impl std::fmt::Debug for Tmux {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tmux").field("socket", &self.socket).finish()
+    }
+}
+
+/// How long a control client that failed to connect is not tried again.
+const CTL_RETRY: Duration = Duration::from_secs(5);
+const CTL_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct CtlSlot {
+    ctl: Option<Control>,
+    failed_at: Option<std::time::Instant>,
+}
+
+/// A persistent control-mode client (`tmux -C attach`): a command costs a
+/// pipe round trip (~0.1 ms) instead of spawning a client (1-4 ms), which
+/// was most of a warm delivery's latency. It sends one command per line
+/// and reads its `%begin`..`%end`/`%error` block, skipping notifications.
+/// Any transport failure drops it and the call falls back to spawning.
+struct Control {
+    _child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::io::BufReader<tokio::process::ChildStdout>,
+}
+
+fn block_tag(rest: &[u8]) -> Vec<u8> {
+    // `%begin TIME NUMBER FLAGS`: time and number pair a block's ends.
+    rest.split(|&b| b == b' ').take(2).collect::<Vec<_>>().join(&b' ')
+}
+
+impl Control {
+    async fn connect(socket: &Path) -> std::io::Result<Control> {
+        let mut c = tokio::process::Command::new(tmux_bin());
+        c.arg("-S").arg(socket).args(["-C", "attach-session", "-t", SESSION]);
+        c.env_remove("TMUX").env_remove("TMUX_PANE");
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true);
+        let mut child = c.spawn()?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(std::io::Error::other("control client without pipes"));
+        };
+        let mut ctl = Control { _child: child, stdin, stdout: tokio::io::BufReader::new(stdout) };
+        // The attach itself answers with a block; align on a token echoed
+        // back rather than counting blocks.
+        let token = format!("peerspool-sync-{}-{}", std::process::id(), crate::state::now_ms());
+        ctl.stdin.write_all(format!("display-message -p {token}\n").as_bytes()).await?;
+        loop {
+            let (_, body) = ctl.read_block().await?;
+            if body.trim() == token {
+                break;
+            }
+        }
+        // Pane output is not needed; older tmux refuses the flag, harmlessly.
+        let _ = ctl.call("refresh-client -f no-output").await?;
+        Ok(ctl)
+    }
+
+    async fn read_block(&mut self) -> std::io::Result<(bool, String)> {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = Vec::new();
+        let eof = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "control client closed");
+        let tag = loop {
+            line.clear();
+            if self.stdout.read_until(b'\n', &mut line).await? == 0 {
+                return Err(eof());
+            }
+            if let Some(rest) = line.strip_prefix(b"%begin ") {
+                break block_tag(rest);
+            }
+            if line.starts_with(b"%exit") {
+                return Err(eof());
+            }
+        };
+        let mut body = Vec::new();
+        loop {
+            line.clear();
+            if self.stdout.read_until(b'\n', &mut line).await? == 0 {
+                return Err(eof());
+            }
+            for (end, error) in [(&b"%end "[..], false), (&b"%error "[..], true)] {
+                if line.strip_prefix(end).is_some_and(|r| block_tag(r) == tag) {
+                    return Ok((error, String::from_utf8_lossy(&body).into_owned()));
+                }
+            }
+            body.extend_from_slice(&line);
+        }
+    }
+
+    /// Runs one command; `(true, message)` when tmux reported an error.
+    async fn call(&mut self, cmd: &str) -> std::io::Result<(bool, String)> {
+        self.stdin.write_all(format!("{cmd}\n").as_bytes()).await?;
+        self.read_block().await
+    }
+}
+
+/// Quotes one argument for a control-mode command line; `None` when it
+/// cannot be quoted simply (the caller then spawns a client instead).
+fn quote(arg: &str) -> Option<String> {
+    (!arg.contains(['\'', '\n', '\r'])).then(|| format!("'{arg}'"))
 }
 
 /// The pane's process state.
@@ -46,7 +150,51 @@ fn tmux_bin() -> String {
 
 impl Tmux {
     pub fn new(socket: PathBuf) -> Self {
-        Tmux { socket }
+        Tmux { socket, ctl: Arc::default() }
+    }
+
+    /// Runs `args` through the control client; `None` means "not available,
+    /// spawn a client instead" (disabled, cannot connect, or it broke).
+    async fn via_control(&self, args: &[&str]) -> Option<Result<String>> {
+        if std::env::var_os("PEERSPOOL_TMUX_CONTROL").is_some_and(|v| v == "0") {
+            return None;
+        }
+        let line = args.iter().map(|a| quote(a)).collect::<Option<Vec<_>>>()?.join(" ");
+        let mut slot = self.ctl.lock().await;
+        if slot.ctl.is_none() {
+            if slot.failed_at.is_some_and(|t| t.elapsed() < CTL_RETRY) {
+                return None;
+            }
+            match tokio::time::timeout(CTL_TIMEOUT, Control::connect(&self.socket)).await {
+                Ok(Ok(c)) => slot.ctl = Some(c),
+                _ => {
+                    slot.failed_at = Some(std::time::Instant::now());
+                    return None;
+                }
+            }
+        }
+        let c = slot.ctl.as_mut()?;
+        match tokio::time::timeout(CTL_TIMEOUT, c.call(&line)).await {
+            Ok(Ok((false, body))) => Some(Ok(body)),
+            Ok(Ok((true, msg))) => Some(Err(tmux_err(args[0], format!("tmux {}: {}", args[0], msg.trim())))),
+            _ => {
+                slot.ctl = None;
+                slot.failed_at = Some(std::time::Instant::now());
+                None
+            }
+        }
+    }
+
+    async fn drop_control(&self) {
+        *self.ctl.lock().await = CtlSlot::default();
+    }
+
+    /// A command through the control client, else a spawned client.
+    async fn call(&self, args: &[&str]) -> Result<String> {
+        match self.via_control(args).await {
+            Some(r) => r,
+            None => self.run(args).await,
+        }
     }
 
     fn command(&self, args: &[&str]) -> tokio::process::Command {
@@ -83,6 +231,7 @@ impl Tmux {
     /// Starts the server and the session. `remain-on-exit` keeps a dead
     /// pane around so that its exit status can be read and recorded.
     pub async fn start(&self, l: &Launch<'_>) -> Result<()> {
+        self.drop_control().await;
         if let Some(dir) = self.socket.parent() {
             crate::root::mkdir_private(dir)?;
             crate::root::check_private(dir)?;
@@ -143,7 +292,7 @@ impl Tmux {
         if escapes {
             a.push("-e");
         }
-        self.run(&a).await
+        self.call(&a).await
     }
 
     /// Loads `text` into a private buffer from stdin and pastes it
@@ -153,18 +302,45 @@ impl Tmux {
         self.output(c, Some(text.as_bytes()), "paste").await.map(|_| ())
     }
 
+    /// The screen as it was just before the paste, then `paste`, in one
+    /// client call: one process spawn fewer on every delivery. The server
+    /// runs the commands in order, so the capture cannot include the paste.
+    pub async fn capture_then_paste(&self, text: &str) -> Result<String> {
+        if let Some(r) = self.capture_then_paste_control(text).await {
+            return r;
+        }
+        let c = self.command(&[
+            "capture-pane", "-p", "-J", "-t", TARGET, ";",
+            "load-buffer", "-b", "peerspool", "-", ";",
+            "paste-buffer", "-p", "-d", "-b", "peerspool", "-t", TARGET,
+        ]);
+        self.output(c, Some(text.as_bytes()), "paste").await
+    }
+
+    /// With a control client the capture costs a round trip; the text
+    /// still goes in through a spawned client's stdin (`load-buffer -`).
+    async fn capture_then_paste_control(&self, text: &str) -> Option<Result<String>> {
+        let before = match self.via_control(&["capture-pane", "-p", "-J", "-t", TARGET]).await? {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(self.paste(text).await.map(|_| before))
+    }
+
     pub async fn keys(&self, keys: &[&str]) -> Result<()> {
         let mut a = vec!["send-keys", "-t", TARGET];
         a.extend_from_slice(keys);
-        self.run(&a).await.map(|_| ())
+        self.call(&a).await.map(|_| ())
     }
 
     /// Whether a human client is attached (deliveries then wait their turn).
     pub async fn attached(&self) -> bool {
-        self.run(&["list-clients", "-F", "#{client_name}"]).await.map(|s| !s.trim().is_empty()).unwrap_or(false)
+        // The daemon's own control client is not a human.
+        self.run(&["list-clients", "-F", "#{?client_control_mode,,#{client_name}}"]).await.map(|s| !s.trim().is_empty()).unwrap_or(false)
     }
 
     pub async fn kill(&self) {
+        self.drop_control().await;
         let _ = self.run(&["kill-server"]).await;
         let _ = std::fs::remove_file(&self.socket);
     }
@@ -196,5 +372,55 @@ impl Tmux {
     pub fn version_blocking() -> Option<String> {
         let out = std::process::Command::new(tmux_bin()).arg("-V").output().ok()?;
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_refuses_what_a_command_line_cannot_carry() {
+        assert_eq!(quote("peer:0.0").as_deref(), Some("'peer:0.0'"));
+        assert_eq!(quote("a'b"), None);
+        assert_eq!(quote("a\nb"), None);
+    }
+
+    /// Commands go through the persistent control client (which is not
+    /// counted as a human attached) and see the same screen as a spawned
+    /// client would.
+    #[tokio::test]
+    async fn control_client_runs_commands_and_is_not_a_human() {
+        let d = tempfile::tempdir().unwrap();
+        let t = Tmux::new(d.path().join("s"));
+        // Stops the server even when an assertion fails.
+        struct Guard(Tmux);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.kill_server_blocking();
+            }
+        }
+        let _guard = Guard(t.clone());
+        let argv = vec!["cat".to_string()];
+        t.start(&Launch { cwd: d.path(), argv: &argv, env: BTreeMap::new(), env_remove: &[] }).await.unwrap();
+        let before = t.capture_then_paste("pasted-text").await.unwrap();
+        assert!(!before.contains("pasted-text"));
+        assert!(t.ctl.lock().await.ctl.is_some(), "control client connected");
+        t.keys(&["Enter"]).await.unwrap();
+        let mut seen = String::new();
+        for _ in 0..100 {
+            seen = t.capture(false).await.unwrap();
+            if seen.matches("pasted-text").count() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // cat echoes the line back: typed once, printed once.
+        assert_eq!(seen.matches("pasted-text").count(), 2, "{seen}");
+        assert!(!t.attached().await);
+        assert!(t.capture(false).await.is_ok());
+        t.kill().await;
+        assert!(t.ctl.lock().await.ctl.is_none());
+        assert!(t.capture(false).await.is_err(), "server is gone");
     }
 }

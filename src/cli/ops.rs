@@ -154,10 +154,13 @@ pub struct AgentArgs {
     /// Simulated work before answering, in milliseconds
     #[arg(long, default_value_t = 0)]
     pub work_ms: u64,
+    /// Add nanosecond CLOCK_REALTIME stamps to the log (for benchmarks)
+    #[arg(long)]
+    pub stamp: bool,
 }
 
 impl From<AgentArgs> for peerspool::agent::Options {
     fn from(a: AgentArgs) -> Self {
-        peerspool::agent::Options { log: a.log, reply: a.reply, turn_end: a.turn_end, exit_after: a.exit_after, resumed: a.resumed, reply_cli: a.reply_cli, work_ms: a.work_ms }
+        peerspool::agent::Options { log: a.log, reply: a.reply, turn_end: a.turn_end, exit_after: a.exit_after, resumed: a.resumed, reply_cli: a.reply_cli, work_ms: a.work_ms, stamp: a.stamp }
     }
 }

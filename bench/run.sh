@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Whole-system benchmarks: builds the release binary and the driver, runs
+# them against real tmux (private sockets) with the built-in agent as a
+# stamping fake peer, prints the table and writes bench/results/
+# (table.md, results.json, latency samples, latency-cdf.svg; --quick:
+# bench/results/quick/).
+#
+#   bench/run.sh            # full run (~10 min on 2 cores)
+#   bench/run.sh --quick    # smaller counts (< ~2 min)
+#   bench/run.sh --only latency,burst,cold,idle,scale
+#   bench/run.sh --criterion  # also the in-process criterion benches
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+args=() criterion= out=bench/results
+for a in "$@"; do
+  if [[ $a == --criterion ]]; then criterion=1; else args+=("$a"); fi
+  # A quick run does not overwrite the committed full-run results.
+  if [[ $a == --quick ]]; then out=bench/results/quick; fi
+done
+
+for tool in tmux inotifywait jq python3; do
+  command -v "$tool" >/dev/null || { echo "bench/run.sh: $tool is missing (apt-get install -y tmux inotify-tools jq python3)" >&2; exit 1; }
+done
+
+mkdir -p "$out"
+list=$(mktemp /tmp/sysbench-cleanup.XXXXXX)
+
+# Stops what the driver started if it dies without cleaning up: only the
+# ids and sockets it listed, never processes by name.
+cleanup() {
+  local kind val
+  [[ -s $list ]] && while read -r kind val; do
+    case $kind in
+      pid)  kill "$val" 2>/dev/null || true ;;
+      pgid) kill -- "-$val" 2>/dev/null || true ;;
+      sock) [[ -S $val ]] && { tmux -S "$val" kill-server 2>/dev/null || true; } ;;
+      dir)  [[ $val == /tmp/psb-* ]] && rm -rf -- "$val" ;;
+    esac
+  done < "$list"
+  rm -f -- "$list"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cargo build --release --quiet --bin peerspool --example sysbench
+# Bounded in time; --foreground keeps the driver in this process group so
+# that Ctrl-C reaches it (it then stops what it started and exits).
+timeout --foreground --signal=TERM --kill-after=30 1200 \
+  target/release/examples/sysbench --bin target/release/peerspool --out "$out" \
+  --cleanup-list "$list" --baseline bench/baseline.sh "${args[@]}"
+python3 bench/plot.py "$out"
+if [[ -n $criterion ]]; then
+  cargo bench --bench inproc
+fi
