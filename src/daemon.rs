@@ -138,7 +138,7 @@ impl Dispatcher {
     /// Re-create it (a missing `new/` would stop the queue) and watch again.
     fn recover_dir(&mut self, name: &str, queue: &str) {
         let Some(h) = self.peers.get(name) else { return };
-        h.relist.store(true, Ordering::Relaxed);
+        h.relist.store(peer::RELIST_ALWAYS, Ordering::Relaxed);
         let Ok(p) = self.sh.root.peer(name) else { return };
         if !self.sh.root.is_peer(name) {
             return;
@@ -149,27 +149,31 @@ impl Dispatcher {
         self.watch_peer(name);
     }
 
-    /// Makes every peer re-list its queues: events may have been lost.
-    fn relist_all(&self) {
+    /// Makes every peer re-list its queues (`how`: `peer::RELIST_*`).
+    fn relist_all(&self, how: u8) {
         for h in self.peers.values() {
-            h.relist.store(true, Ordering::Relaxed);
+            h.relist.fetch_max(how, Ordering::Relaxed);
             h.poke.notify_one();
         }
     }
 
-    fn rescan(&mut self, why: &str) {
-        tracing::info!(reason = why, "rescan");
-        if why != "periodic" {
+    /// Events may have been lost (`thorough`: overflow, watcher error,
+    /// SIGHUP): re-add every watch and re-list every queue. The periodic
+    /// safety net is cheap instead: it retries only the watches that
+    /// failed and re-lists only directories that changed.
+    fn rescan(&mut self, why: &str, thorough: bool) {
+        tracing::debug!(reason = why, "rescan");
+        if thorough {
             self.sh.lifecycle_log.write(&[("event", "rescan"), ("reason", why)]);
         }
         // Re-adding a watch is idempotent and recovers one lost to a
         // deleted and re-created directory.
-        let names: Vec<String> = self.peers.keys().cloned().collect();
+        let names: Vec<String> = if thorough { self.peers.keys().cloned().collect() } else { self.polled.iter().cloned().collect() };
         for n in names {
             self.watch_peer(&n);
         }
         self.sync_peers();
-        self.relist_all();
+        self.relist_all(if thorough { peer::RELIST_ALWAYS } else { peer::RELIST_IF_CHANGED });
     }
 
     fn on_path(&mut self, path: &Path, change: Change) {
@@ -267,7 +271,7 @@ pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
         tokio::select! {
             h = hints.recv() => match h {
                 Some(Hint::Path { path, change }) => d.on_path(&path, change),
-                Some(Hint::Rescan(why)) => d.rescan(&why),
+                Some(Hint::Rescan(why)) => d.rescan(&why, true),
                 None => break,
             },
             _ = term.recv() => break,
@@ -276,10 +280,10 @@ pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
                 let (c, w) = config::from_env();
                 for w in w { tracing::warn!("{w}"); }
                 *sh.cfg.write().unwrap_or_else(|p| p.into_inner()) = c;
-                d.rescan("SIGHUP");
+                d.rescan("SIGHUP", true);
                 sh.lifecycle_log.write(&[("event", "reload"), ("signal", "SIGHUP"), ("peers", &d.peers.len().to_string())]);
             }
-            _ = periodic.tick() => d.rescan("periodic"),
+            _ = periodic.tick() => d.rescan("periodic", false),
             // Pinged from the dispatcher loop itself, so a wedged loop stops pinging.
             _ = watchdog.tick(), if notifier.watchdog.is_some() => notifier.notify("WATCHDOG=1"),
         }

@@ -27,6 +27,11 @@ pub struct Head {
     truncated: bool,
     /// Events may have been lost: list again before trusting the window.
     stale: bool,
+    /// The directory's mtime when it was last listed.
+    listed_mtime: Option<std::time::SystemTime>,
+    /// That mtime was well before the listing: file timestamps are coarse,
+    /// so a change in the same tick as the listing could keep the mtime.
+    mtime_settled: bool,
 }
 
 /// What a listing found besides message names.
@@ -39,12 +44,22 @@ pub struct Listing {
 
 impl Head {
     pub fn new(cap: usize) -> Head {
-        Head { cap: cap.max(1), names: BTreeSet::new(), truncated: false, stale: true }
+        Head { cap: cap.max(1), names: BTreeSet::new(), truncated: false, stale: true, listed_mtime: None, mtime_settled: false }
     }
 
     /// Forces a listing before the next use.
     pub fn invalidate(&mut self) {
         self.stale = true;
+    }
+
+    /// The periodic safety net: list again only if an entry was added or
+    /// removed since the last listing (the directory's mtime moved), so an
+    /// idle daemon with many peers reads almost nothing.
+    pub fn invalidate_if_changed(&mut self, dir: &Path) {
+        let now = fs::metadata(dir).and_then(|m| m.modified()).ok();
+        if now.is_none() || now != self.listed_mtime || !self.mtime_settled {
+            self.stale = true;
+        }
     }
 
     pub fn needs_listing(&self) -> bool {
@@ -56,6 +71,12 @@ impl Head {
         self.names.clear();
         self.truncated = false;
         self.stale = false;
+        // Taken before reading, so a change during the listing shows later.
+        self.listed_mtime = fs::metadata(dir).and_then(|m| m.modified()).ok();
+        self.mtime_settled = self
+            .listed_mtime
+            .and_then(|m| std::time::SystemTime::now().duration_since(m).ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(1));
         let rd = match fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Listing::default()),
@@ -163,6 +184,25 @@ mod tests {
         h.invalidate();
         fs::remove_file(d.path().join("a.json")).unwrap();
         assert_eq!(h.names(d.path()).unwrap().0, ["b.json"]);
+    }
+
+    #[test]
+    fn periodic_check_lists_again_only_after_a_change() {
+        let d = dir_with(&["a.json"]);
+        let mut h = Head::new(8);
+        h.names(d.path()).unwrap();
+        h.invalidate_if_changed(d.path());
+        assert!(h.needs_listing(), "changed within a second of the listing: not trusted yet");
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(5);
+        fs::File::open(d.path()).unwrap().set_modified(old).unwrap();
+        h.names(d.path()).unwrap();
+        h.invalidate_if_changed(d.path());
+        assert!(!h.needs_listing(), "unchanged directory: no listing");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fs::write(d.path().join("b.json"), "{}").unwrap();
+        h.invalidate_if_changed(d.path());
+        assert!(h.needs_listing());
+        assert_eq!(h.names(d.path()).unwrap().0, ["a.json", "b.json"]);
     }
 
     #[test]

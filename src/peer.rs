@@ -49,8 +49,8 @@ pub struct Handle {
     pub polling: Arc<std::sync::atomic::AtomicBool>,
     /// Names seen in events (`spool/NAME`, `outbox/NAME`), for the heads.
     pub hints: Arc<Mutex<Vec<String>>>,
-    /// Events may have been lost: re-list the queues.
-    pub relist: Arc<std::sync::atomic::AtomicBool>,
+    /// Events may have been lost: re-list the queues (`RELIST_*`).
+    pub relist: Arc<std::sync::atomic::AtomicU8>,
     pub join: tokio::task::JoinHandle<()>,
     /// Resolves (or errs, if the loop ended first) once the first pass has
     /// routed the outbox and checked the session: the daemon's readiness.
@@ -80,7 +80,7 @@ struct Peer {
     complete: Arc<Mutex<HashSet<String>>>,
     polling: Arc<std::sync::atomic::AtomicBool>,
     hints: Arc<Mutex<Vec<String>>>,
-    relist: Arc<std::sync::atomic::AtomicBool>,
+    relist: Arc<std::sync::atomic::AtomicU8>,
     spool_head: Head,
     outbox_head: Head,
     attempts: HashMap<String, u32>,
@@ -100,6 +100,12 @@ struct Peer {
 /// How often (at most; the rescan interval if shorter) a peer prunes
 /// `done/` and sweeps stale staging files.
 const HOUSEKEEP_EVERY_MS: u64 = 60_000;
+/// `Handle::relist` values: nothing to do; list again if the directory
+/// changed (periodic safety net, polling); list again (events were lost).
+pub const RELIST_NONE: u8 = 0;
+pub const RELIST_IF_CHANGED: u8 = 1;
+pub const RELIST_ALWAYS: u8 = 2;
+
 /// Outbox files routed per sync.
 const ROUTE_BATCH: usize = 512;
 /// A file in `tmp/` this old was left by a crashed writer.
@@ -111,7 +117,7 @@ pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
     let complete = Arc::new(Mutex::new(HashSet::new()));
     let polling = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let hints = Arc::new(Mutex::new(Vec::new()));
-    let relist = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let relist = Arc::new(std::sync::atomic::AtomicU8::new(RELIST_NONE));
     let st = PeerState::new(&sh.root, &name);
     st.ensure()?;
     let (tx_reconciled, reconciled) = tokio::sync::oneshot::channel();
@@ -309,9 +315,20 @@ impl Peer {
     /// Feeds event names to the queue heads; a rescan (or polling, when a
     /// watch is missing) makes them list their directories again.
     fn take_hints(&mut self, polling: bool) {
-        if self.relist.swap(false, std::sync::atomic::Ordering::Relaxed) || polling {
-            self.spool_head.invalidate();
-            self.outbox_head.invalidate();
+        match self.relist.swap(RELIST_NONE, std::sync::atomic::Ordering::Relaxed) {
+            _ if polling => {
+                self.spool_head.invalidate_if_changed(&self.spool.new);
+                self.outbox_head.invalidate_if_changed(&self.outbox.new);
+            }
+            RELIST_ALWAYS => {
+                self.spool_head.invalidate();
+                self.outbox_head.invalidate();
+            }
+            RELIST_IF_CHANGED => {
+                self.spool_head.invalidate_if_changed(&self.spool.new);
+                self.outbox_head.invalidate_if_changed(&self.outbox.new);
+            }
+            _ => {}
         }
         let hints = std::mem::take(&mut *self.hints.lock().unwrap_or_else(|p| p.into_inner()));
         for h in hints {
