@@ -62,6 +62,11 @@ impl Head {
         }
     }
 
+    /// Known empty: listed, nothing in the window, nothing beyond it.
+    pub fn known_empty(&self) -> bool {
+        !self.stale && !self.truncated && self.names.is_empty()
+    }
+
     pub fn needs_listing(&self) -> bool {
         self.stale || (self.names.is_empty() && self.truncated)
     }

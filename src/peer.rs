@@ -99,7 +99,9 @@ struct Peer {
 
 /// How often (at most; the rescan interval if shorter) a peer prunes
 /// `done/` and sweeps stale staging files.
-const HOUSEKEEP_EVERY_MS: u64 = 60_000;
+const HOUSEKEEP_EVERY_MS: u64 = 600_000;
+/// An idle peer loop's own timer (the periodic rescan pokes it far sooner).
+const IDLE_WAKE_MS: u64 = 3_600_000;
 /// `Handle::relist` values: nothing to do; list again if the directory
 /// changed (periodic safety net, polling); list again (events were lost).
 pub const RELIST_NONE: u8 = 0;
@@ -199,12 +201,17 @@ impl Peer {
     async fn step(&mut self) -> Flow {
         let cfg = self.sh.cfg();
         let now = now_ms();
-        self.next_ms = now + cfg.rescan.as_millis() as u64;
+        // No timer of its own when idle: events and the dispatcher's
+        // periodic safety net wake it; whatever needs a time schedules one.
+        self.next_ms = now + IDLE_WAKE_MS;
         let polling = self.polling.load(std::sync::atomic::Ordering::Relaxed);
         if polling {
             self.schedule(now + 1000);
         }
-        self.take_hints(polling);
+        let periodic = self.take_hints(polling);
+        if periodic && self.reconciled.is_none() && self.idle_and_unchanged() {
+            return Flow::Continue;
+        }
         if !self.sh.root.is_peer(&self.name) {
             if self.session.is_some() {
                 self.end_session("peer-removed", false, false).await;
@@ -314,8 +321,10 @@ impl Peer {
 
     /// Feeds event names to the queue heads; a rescan (or polling, when a
     /// watch is missing) makes them list their directories again.
-    fn take_hints(&mut self, polling: bool) {
-        match self.relist.swap(RELIST_NONE, std::sync::atomic::Ordering::Relaxed) {
+    /// Returns true when this wake is only the periodic safety net.
+    fn take_hints(&mut self, polling: bool) -> bool {
+        let how = self.relist.swap(RELIST_NONE, std::sync::atomic::Ordering::Relaxed);
+        match how {
             _ if polling => {
                 self.spool_head.invalidate_if_changed(&self.spool.new);
                 self.outbox_head.invalidate_if_changed(&self.outbox.new);
@@ -331,6 +340,7 @@ impl Peer {
             _ => {}
         }
         let hints = std::mem::take(&mut *self.hints.lock().unwrap_or_else(|p| p.into_inner()));
+        let periodic = how == RELIST_IF_CHANGED && hints.is_empty() && !polling;
         for h in hints {
             match h.split_once('/') {
                 Some(("spool", n)) => self.spool_head.hint(n),
@@ -338,6 +348,18 @@ impl Peer {
                 _ => {}
             }
         }
+        periodic
+    }
+
+    /// Nothing to do: no session, no delivery in flight, both queues known
+    /// empty and the profile unchanged. The periodic safety net then costs
+    /// an idle peer a few `stat`s.
+    fn idle_and_unchanged(&self) -> bool {
+        self.session.is_none()
+            && self.gate.is_none()
+            && self.spool_head.known_empty()
+            && self.outbox_head.known_empty()
+            && std::fs::metadata(self.paths.profile()).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len())) == self.profile_stamp
     }
 
     /// Moves aside entries of `dir` that have no UTF-8 name.
