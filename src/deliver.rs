@@ -54,7 +54,7 @@ struct Poll {
 
 impl Poll {
     fn new(budget: Duration) -> Self {
-        Poll { start: Instant::now(), budget, gap: Duration::from_millis(2) }
+        Poll { start: Instant::now(), budget, gap: Duration::from_micros(500) }
     }
 
     /// Sleeps before the next look; false once the budget is spent.
@@ -63,7 +63,7 @@ impl Poll {
             return false;
         }
         tokio::time::sleep(self.gap).await;
-        self.gap = (self.gap * 2).min(Duration::from_millis(40));
+        self.gap = (self.gap * 3 / 2).min(Duration::from_millis(40));
         true
     }
 }
