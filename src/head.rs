@@ -134,14 +134,6 @@ impl Head {
     pub fn remove(&mut self, name: &str) {
         self.names.remove(name);
     }
-
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
 }
 
 #[cfg(test)]

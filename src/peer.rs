@@ -252,9 +252,14 @@ impl Peer {
         }
     }
 
+    /// What tells a changed profile: mtime and size.
+    fn profile_on_disk(&self) -> Option<(SystemTime, u64)> {
+        std::fs::metadata(self.paths.profile()).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+    }
+
     fn reload_profile(&mut self) {
         let path = self.paths.profile();
-        let stamp = std::fs::metadata(&path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+        let stamp = self.profile_on_disk();
         if stamp.is_some() && stamp == self.profile_stamp {
             return;
         }
@@ -324,20 +329,12 @@ impl Peer {
     /// Returns true when this wake is only the periodic safety net.
     fn take_hints(&mut self, polling: bool) -> bool {
         let how = self.relist.swap(RELIST_NONE, std::sync::atomic::Ordering::Relaxed);
-        match how {
-            _ if polling => {
-                self.spool_head.invalidate_if_changed(&self.spool.new);
-                self.outbox_head.invalidate_if_changed(&self.outbox.new);
-            }
-            RELIST_ALWAYS => {
-                self.spool_head.invalidate();
-                self.outbox_head.invalidate();
-            }
-            RELIST_IF_CHANGED => {
-                self.spool_head.invalidate_if_changed(&self.spool.new);
-                self.outbox_head.invalidate_if_changed(&self.outbox.new);
-            }
-            _ => {}
+        if how == RELIST_ALWAYS {
+            self.spool_head.invalidate();
+            self.outbox_head.invalidate();
+        } else if how == RELIST_IF_CHANGED || polling {
+            self.spool_head.invalidate_if_changed(&self.spool.new);
+            self.outbox_head.invalidate_if_changed(&self.outbox.new);
         }
         let hints = std::mem::take(&mut *self.hints.lock().unwrap_or_else(|p| p.into_inner()));
         let periodic = how == RELIST_IF_CHANGED && hints.is_empty() && !polling;
@@ -359,7 +356,7 @@ impl Peer {
             && self.gate.is_none()
             && self.spool_head.known_empty()
             && self.outbox_head.known_empty()
-            && std::fs::metadata(self.paths.profile()).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len())) == self.profile_stamp
+            && self.profile_on_disk() == self.profile_stamp
     }
 
     /// Moves aside entries of `dir` that have no UTF-8 name.

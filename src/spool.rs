@@ -85,31 +85,18 @@ pub fn write_atomic(tmp_dir: &Path, new_dir: &Path, name: &str, bytes: &[u8]) ->
 
 /// Message names in a directory, sorted (the delivery order).
 pub fn list(dir: &Path) -> Result<Vec<String>> {
-    list_with_strays(dir).map(|(v, _)| v)
-}
-
-/// Like `list`, also counting entries whose names are not UTF-8 (which
-/// `quarantine_unnamed` moves aside).
-pub fn list_with_strays(dir: &Path) -> Result<(Vec<String>, usize)> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((vec![], 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
         Err(e) => return Err(Error::io(dir, e)),
     };
-    let mut strays = 0;
     let mut v: Vec<String> = rd
         .filter_map(|e| e.ok())
-        .filter_map(|e| match e.file_name().into_string() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                strays += 1;
-                None
-            }
-        })
+        .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| is_message_name(n))
         .collect();
     v.sort_unstable();
-    Ok((v, strays))
+    Ok(v)
 }
 
 /// Number of message files in a directory (for status).

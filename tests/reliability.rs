@@ -243,22 +243,22 @@ fn hostile_files_are_failed_with_specific_reasons() {
     std::fs::write(&outside, r#"{"text":"secret"}"#).unwrap();
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let mut cases: Vec<(&str, &str)> = vec![];
-    let mut drop = |name: &'static str, code: &'static str, bytes: &[u8]| {
+    let mut put = |name: &'static str, code: &'static str, bytes: &[u8]| {
         e.drop_raw("p", name, bytes);
         cases.push((name, code));
     };
-    drop("01-invalid.json", "invalid-json", b"{\"text\": oops}");
-    drop("02-truncated.json", "invalid-json", br#"{"text":"cut he"#);
-    drop("03-types.json", "wrong-type", br#"{"text":"x","from":42}"#);
-    drop("04-empty.json", "empty-text", br#"{"text":"   "}"#);
-    drop("05-garbage.json", "not-utf8", &[0xde, 0xad, 0xbe, 0xef, 0x00, 0xff, 0xfe]);
-    drop("06-latin1.json", "not-utf8", b"{\"text\":\"caf\xe9\"}");
-    drop("07-deep.json", "too-deep", deep.as_bytes());
-    drop("08-array.json", "not-an-object", b"[1,2]");
-    drop("09-version.json", "bad-version", br#"{"text":"x","v":2}"#);
-    drop("10-from.json", "bad-name", br#"{"text":"x","from":"../etc"}"#);
+    put("01-invalid.json", "invalid-json", b"{\"text\": oops}");
+    put("02-truncated.json", "invalid-json", br#"{"text":"cut he"#);
+    put("03-types.json", "wrong-type", br#"{"text":"x","from":42}"#);
+    put("04-empty.json", "empty-text", br#"{"text":"   "}"#);
+    put("05-garbage.json", "not-utf8", &[0xde, 0xad, 0xbe, 0xef, 0x00, 0xff, 0xfe]);
+    put("06-latin1.json", "not-utf8", b"{\"text\":\"caf\xe9\"}");
+    put("07-deep.json", "too-deep", deep.as_bytes());
+    put("08-array.json", "not-an-object", b"[1,2]");
+    put("09-version.json", "bad-version", br#"{"text":"x","v":2}"#);
+    put("10-from.json", "bad-name", br#"{"text":"x","from":"../etc"}"#);
     let big = vec![b' '; 10 * 1024 * 1024 + 1];
-    drop("11-big.json", "too-large", &big);
+    put("11-big.json", "too-large", &big);
     std::os::unix::fs::symlink("/etc/shadow", new.join("12-symlink.json")).unwrap();
     cases.push(("12-symlink.json", "not-regular-file"));
     std::fs::hard_link(&outside, new.join("13-hardlink.json")).unwrap();
@@ -313,12 +313,8 @@ fn hostile_files_are_failed_with_specific_reasons() {
         *by_code.entry(code.to_string()).or_default() += 1;
     }
     println!("hostile files: {} rejected by reason {by_code:?} (foreign-owner case: {foreign})", cases.len());
-    drop_socket(sock);
+    drop(sock);
     assert_eq!(read(&outside), r#"{"text":"secret"}"#, "a hard-linked file is never modified");
-}
-
-fn drop_socket(s: std::os::unix::net::UnixListener) {
-    drop(s);
 }
 
 /// A relative `cwd` is refused at `peer add` and, written by hand, keeps
