@@ -14,6 +14,10 @@ pub const SUBMIT_BUDGET: Duration = Duration::from_secs(4);
 /// How long a runtime that records prompts gets to show the delivery there.
 pub const RECORD_GRACE: Duration = Duration::from_secs(4);
 const REENTER_AFTER: Duration = Duration::from_millis(500);
+/// A recovered task's screen must hold still this long before it is
+/// judged: the dead daemon's last paste may still be on its way.
+const RECOVER_QUIET: Duration = Duration::from_millis(250);
+const RECOVER_BUDGET: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -82,6 +86,20 @@ async fn wait_pasted(tmux: &Tmux, rt: &dyn Runtime, before: &str, text: &str) ->
     }
 }
 
+/// The screen once it has stopped changing (or after the budget).
+async fn settled_screen(tmux: &Tmux) -> Result<String, String> {
+    let start = Instant::now();
+    let mut last = tmux.capture(false).await.map_err(|e| format!("capture failed: {e}"))?;
+    loop {
+        tokio::time::sleep(RECOVER_QUIET).await;
+        let now = tmux.capture(false).await.map_err(|e| format!("capture failed: {e}"))?;
+        if now == last || start.elapsed() >= RECOVER_BUDGET {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
 async fn wait_submitted(tmux: &Tmux, rt: &dyn Runtime, after_paste: &str, act0: Option<std::time::SystemTime>) -> bool {
     let mut poll = Poll::new(SUBMIT_BUDGET);
     let mut reentered = false;
@@ -133,9 +151,8 @@ pub async fn deliver(tmux: &Tmux, rt: &dyn Runtime, text: &str, recovered: bool)
     let start = Instant::now();
     let act0 = rt.activity();
     let mark = rt.mark();
-    // A recovered task may already sit unsubmitted in the input box.
     let held = if recovered {
-        let before = tmux.capture(false).await.map_err(|e| format!("capture failed: {e}"))?;
+        let before = settled_screen(tmux).await?;
         rt.composer_holds(&before, text).then_some(before)
     } else {
         None

@@ -116,6 +116,22 @@ impl Control {
     }
 }
 
+/// A paste client must not outlive a killed daemon: its late paste would
+/// land after the next daemon has judged the screen, and merge with its own.
+#[cfg(target_os = "linux")]
+fn die_with_parent(c: &mut tokio::process::Command) {
+    // SAFETY: prctl is async-signal-safe and touches no Rust state.
+    unsafe {
+        c.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_: &mut tokio::process::Command) {}
+
 /// Quotes one argument for a control-mode command line; `None` when it
 /// cannot be quoted simply (the caller then spawns a client instead).
 fn quote(arg: &str) -> Option<String> {
@@ -298,7 +314,8 @@ impl Tmux {
     /// Loads `text` into a private buffer from stdin and pastes it
     /// bracketed (`-p`), deleting the buffer afterwards (`-d`).
     pub async fn paste(&self, text: &str) -> Result<()> {
-        let c = self.command(&["load-buffer", "-b", "peerspool", "-", ";", "paste-buffer", "-p", "-d", "-b", "peerspool", "-t", TARGET]);
+        let mut c = self.command(&["load-buffer", "-b", "peerspool", "-", ";", "paste-buffer", "-p", "-d", "-b", "peerspool", "-t", TARGET]);
+        die_with_parent(&mut c);
         self.output(c, Some(text.as_bytes()), "paste").await.map(|_| ())
     }
 
@@ -309,11 +326,12 @@ impl Tmux {
         if let Some(r) = self.capture_then_paste_control(text).await {
             return r;
         }
-        let c = self.command(&[
+        let mut c = self.command(&[
             "capture-pane", "-p", "-J", "-t", TARGET, ";",
             "load-buffer", "-b", "peerspool", "-", ";",
             "paste-buffer", "-p", "-d", "-b", "peerspool", "-t", TARGET,
         ]);
+        die_with_parent(&mut c);
         self.output(c, Some(text.as_bytes()), "paste").await
     }
 

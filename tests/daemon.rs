@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -165,6 +165,49 @@ fn restart_delivers_leftovers_in_cur_and_new() {
     e.send("r", "after restart");
     wait_for("third", T, || e.bodies("r").len() == 3);
     assert_eq!(e.lifecycle().matches("event=wake ").count(), 1, "the live session was reused");
+}
+
+/// A daemon killed right after starting a paste can leave its tmux client
+/// running: the paste lands after the next daemon has looked at the screen.
+/// The next daemon must see it and press Enter, not paste a second copy
+/// that would merge with it (or with the task after it).
+#[test]
+fn late_paste_from_a_dead_daemon_is_submitted_once() {
+    let mut e = Env::new();
+    e.add_peer("r", &PeerOpts::default());
+    e.start_daemon();
+    e.send("r", "warm up");
+    wait_for("warm", T, || e.bodies("r").len() == 1);
+    assert_eq!(e.stop_daemon(), Some(0));
+    std::fs::write(e.peer_dir("r").join("spool/cur/00001-late.json"), r#"{"id":"late1","from":"tester","text":"late paste"}"#).unwrap();
+    e.drop_raw("r", "00002-next.json", br#"{"text":"next"}"#);
+    let socket = e.socket("r");
+    // The dead daemon's paste, arriving just after the new daemon attaches.
+    let late = std::thread::spawn(move || {
+        let tmux = |args: &[&str], input: Option<&[u8]>| {
+            let mut c = std::process::Command::new("tmux");
+            c.arg("-S").arg(&socket).args(args).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+            let mut ch = c.spawn().expect("tmux");
+            if let (Some(b), Some(mut i)) = (input, ch.stdin.take()) {
+                std::io::Write::write_all(&mut i, b).expect("stdin");
+            }
+            ch.wait_with_output().expect("tmux")
+        };
+        let start = Instant::now();
+        while start.elapsed() < T && tmux(&["list-clients"], None).stdout.is_empty() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        let text = b"[peerspool task late1 from tester]\nlate paste";
+        tmux(&["load-buffer", "-b", "t", "-", ";", "paste-buffer", "-p", "-d", "-b", "t", "-t", "peer:0.0"], Some(text));
+    });
+    e.start_daemon();
+    late.join().expect("late paste thread");
+    wait_for("late and next", T, || e.bodies("r").len() == 3);
+    std::thread::sleep(Duration::from_millis(300));
+    e.send("r", "final");
+    wait_for("final", T, || e.bodies("r").len() >= 4);
+    assert_eq!(e.bodies("r"), vec!["warm up", "late paste", "next", "final"]);
 }
 
 #[test]
