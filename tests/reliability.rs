@@ -362,8 +362,9 @@ fn modes_and_refused_root() {
     e.add_peer("m", &PeerOpts::default());
     e.start_daemon();
     e.send("m", "hello");
-    wait_for("delivered", T, || e.bodies("m").len() == 1);
-    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // done/ is written after the delivery line, so the log exists by then.
+    wait_for("delivered", T, || e.count("m", "spool/done") == 1);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap_or_else(|err| panic!("{}: {err}", p.display())).permissions().mode() & 0o777;
     for d in ["", "peers", "peers/m", "peers/m/spool/new", "peers/m/spool/done", "peers/m/outbox/new", "log", "state"] {
         assert_eq!(mode(&e.root.join(d)), 0o700, "{d}");
     }
