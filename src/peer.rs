@@ -708,7 +708,9 @@ impl Peer {
                     }
                 }
             }
-            if !self.deliver_one(cfg, &name, &task, woke, recovered && woke == "no").await {
+            // A retried paste may have landed late: check the input first too.
+            let check_input = (recovered || self.attempts.contains_key(&name)) && woke == "no";
+            if !self.deliver_one(cfg, &name, &task, woke, check_input).await {
                 return;
             }
         }

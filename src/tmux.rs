@@ -114,6 +114,46 @@ impl Control {
         self.stdin.write_all(format!("{cmd}\n").as_bytes()).await?;
         self.read_block().await
     }
+
+    /// Several commands in one write; each answers with its own block.
+    async fn call_all(&mut self, cmds: &[String]) -> std::io::Result<Vec<(bool, String)>> {
+        let mut line = String::new();
+        for c in cmds {
+            line.push_str(c);
+            line.push('\n');
+        }
+        self.stdin.write_all(line.as_bytes()).await?;
+        let mut out = Vec::with_capacity(cmds.len());
+        for _ in cmds {
+            out.push(self.read_block().await?);
+        }
+        Ok(out)
+    }
+}
+
+/// Largest text sent through the control client; a longer one goes
+/// through a spawned client's stdin, which has no line to keep short.
+const CONTROL_TEXT_MAX: usize = 64 * 1024;
+
+/// `text` as one word of tmux's command language, taken literally:
+/// single-quoted runs, with `'` and newline in double quotes (where `\n`
+/// is the escape). `None` for any other control character, which
+/// sanitising has already removed from a task.
+fn quote_text(text: &str) -> Option<String> {
+    if text.len() > CONTROL_TEXT_MAX || text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return None;
+    }
+    let mut q = String::with_capacity(text.len() + 8);
+    q.push('\'');
+    for c in text.chars() {
+        match c {
+            '\'' => q.push_str("'\"'\"'"),
+            '\n' => q.push_str("'\"\\n\"'"),
+            c => q.push(c),
+        }
+    }
+    q.push('\'');
+    Some(q)
 }
 
 /// A paste client must not outlive a killed daemon: its late paste would
@@ -172,10 +212,19 @@ impl Tmux {
     /// Runs `args` through the control client; `None` means "not available,
     /// spawn a client instead" (disabled, cannot connect, or it broke).
     async fn via_control(&self, args: &[&str]) -> Option<Result<String>> {
+        let line = args.iter().map(|a| quote(a)).collect::<Option<Vec<_>>>()?.join(" ");
+        // A lost client leaves a read-only command safe to run again by spawning.
+        let (err, body) = self.control_all(&[line]).await?.ok()?.pop()?;
+        Some(if err { Err(tmux_err(args[0], format!("tmux {}: {}", args[0], body.trim()))) } else { Ok(body) })
+    }
+
+    /// `cmds` through the control client. `None`: no client, nothing was
+    /// sent. `Some(Err)`: the client was lost mid-call, so what ran is
+    /// unknown; it is dropped and the next call connects anew.
+    async fn control_all(&self, cmds: &[String]) -> Option<std::io::Result<Vec<(bool, String)>>> {
         if std::env::var_os("PEERSPOOL_TMUX_CONTROL").is_some_and(|v| v == "0") {
             return None;
         }
-        let line = args.iter().map(|a| quote(a)).collect::<Option<Vec<_>>>()?.join(" ");
         let mut slot = self.ctl.lock().await;
         if slot.ctl.is_none() {
             if slot.failed_at.is_some_and(|t| t.elapsed() < CTL_RETRY) {
@@ -190,15 +239,15 @@ impl Tmux {
             }
         }
         let c = slot.ctl.as_mut()?;
-        match tokio::time::timeout(CTL_TIMEOUT, c.call(&line)).await {
-            Ok(Ok((false, body))) => Some(Ok(body)),
-            Ok(Ok((true, msg))) => Some(Err(tmux_err(args[0], format!("tmux {}: {}", args[0], msg.trim())))),
-            _ => {
-                slot.ctl = None;
-                slot.failed_at = Some(std::time::Instant::now());
-                None
-            }
+        let r = match tokio::time::timeout(CTL_TIMEOUT, c.call_all(cmds)).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "control client timed out")),
+        };
+        if r.is_err() {
+            slot.ctl = None;
+            slot.failed_at = Some(std::time::Instant::now());
         }
+        Some(r)
     }
 
     async fn drop_control(&self) {
@@ -335,14 +384,31 @@ impl Tmux {
         self.output(c, Some(text.as_bytes()), "paste").await
     }
 
-    /// With a control client the capture costs a round trip; the text
-    /// still goes in through a spawned client's stdin (`load-buffer -`).
+    /// With a control client the capture, the buffer and the paste are
+    /// one write and three answers, no process spawned. The text travels
+    /// on the control client's stdin, never in an argv.
     async fn capture_then_paste_control(&self, text: &str) -> Option<Result<String>> {
-        let before = match self.via_control(&["capture-pane", "-p", "-J", "-t", TARGET]).await? {
-            Ok(b) => b,
-            Err(e) => return Some(Err(e)),
+        let Some(q) = quote_text(text) else {
+            let before = match self.via_control(&["capture-pane", "-p", "-J", "-t", TARGET]).await? {
+                Ok(b) => b,
+                Err(e) => return Some(Err(e)),
+            };
+            return Some(self.paste(text).await.map(|_| before));
         };
-        Some(self.paste(text).await.map(|_| before))
+        let cmds = [
+            format!("capture-pane -p -J -t {TARGET}"),
+            format!("set-buffer -b peerspool -- {q}"),
+            format!("paste-buffer -p -d -b peerspool -t {TARGET}"),
+        ];
+        let answers = match self.control_all(&cmds).await? {
+            Ok(a) => a,
+            // Not retried by spawning: the paste may already have run.
+            Err(e) => return Some(Err(tmux_err("paste", e))),
+        };
+        if let Some((_, msg)) = answers.iter().find(|(err, _)| *err) {
+            return Some(Err(tmux_err("paste", format!("tmux paste: {}", msg.trim()))));
+        }
+        answers.into_iter().next().map(|(_, before)| Ok(before))
     }
 
     pub async fn keys(&self, keys: &[&str]) -> Result<()> {
@@ -396,6 +462,14 @@ impl Tmux {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_quoting_keeps_every_byte_literal() {
+        assert_eq!(quote_text("a'b\nc\td $x ~ #{y};").as_deref(), Some("'a'\"'\"'b'\"\\n\"'c\td $x ~ #{y};'"));
+        assert_eq!(quote_text("").as_deref(), Some("''"));
+        assert_eq!(quote_text("bell\x07"), None, "control characters go the spawned way");
+        assert_eq!(quote_text(&"x".repeat(CONTROL_TEXT_MAX + 1)), None, "so do long texts");
+    }
 
     #[test]
     fn quoting_refuses_what_a_command_line_cannot_carry() {
