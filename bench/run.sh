@@ -35,7 +35,7 @@ cleanup() {
       pid)  kill "$val" 2>/dev/null || true ;;
       pgid) kill -- "-$val" 2>/dev/null || true ;;
       sock) [[ -S $val ]] && { tmux -S "$val" kill-server 2>/dev/null || true; } ;;
-      dir)  [[ $val == /tmp/psb-* ]] && rm -rf -- "$val" ;;
+      dir)  [[ $val == */psb-* ]] && rm -rf -- "$val" ;;
     esac
   done < "$list"
   rm -f -- "$list"

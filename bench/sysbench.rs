@@ -215,7 +215,11 @@ struct Env {
 
 impl Env {
     fn new(o: &Opts, tag: &str) -> Res<Env> {
-        let dir = std::env::temp_dir().join(format!("psb-{tag}-{}", std::process::id()));
+        Env::new_in(o, tag, std::env::temp_dir())
+    }
+
+    fn new_in(o: &Opts, tag: &str, base: PathBuf) -> Res<Env> {
+        let dir = base.join(format!("psb-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let root = dir.join("root");
         let work = dir.join("work");
@@ -360,10 +364,25 @@ impl Drop for Env {
                 let _ = fs::remove_file(s);
             }
         }
-        if std::env::var_os("SYSBENCH_KEEP").is_none() {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        // Removed at the end of the run: ext4 makes file creation slow for
+        // a while after mass deletion near it, which would bill one
+        // section's cleanup to the next section's figures.
+        LEFT_DIRS.lock().unwrap_or_else(|p| p.into_inner()).push(self.dir.clone());
     }
+}
+
+static LEFT_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Files/s this directory's filesystem creates, write and close included:
+/// the floor under any per-file routing rate measured beside it.
+fn create_rate(dir: &Path, n: usize) -> Res<f64> {
+    fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    for i in 0..n {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(dir.join(format!("{i:08}"))).map_err(|e| e.to_string())?;
+        f.write_all(&[b'x'; 100]).map_err(|e| e.to_string())?;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64().max(1e-9))
 }
 
 fn task(text: &str) -> Value {
@@ -676,9 +695,20 @@ fn section_burst(o: &Opts, r: &mut Report) -> Res<()> {
     });
     drop(e);
 
-    // Outbox routing: N files renamed into one peer's outbox/new, all
-    // addressed to a script inbox.
-    let mut e = Env::new(o, "route")?;
+    r.route = Some(route_run(o, std::env::temp_dir(), "route")?);
+    // The daemon's own ceiling: the same on tmpfs, where creating a file
+    // costs next to nothing.
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() && std::env::temp_dir() != shm {
+        r.route_tmpfs = Some(route_run(o, shm.to_path_buf(), "route-shm")?);
+    }
+    Ok(())
+}
+
+/// Outbox routing: N files renamed into one peer's outbox/new, all
+/// addressed to a script inbox, with the temporary root under `base`.
+fn route_run(o: &Opts, base: PathBuf, tag: &str) -> Res<RouteReport> {
+    let mut e = Env::new_in(o, tag, base.clone())?;
     e.add_peer("r", &[])?;
     e.start_daemon(&[], 1)?;
     let n = o.route_n;
@@ -688,6 +718,9 @@ fn section_burst(o: &Opts, r: &mut Report) -> Res<()> {
         fs::write(&tmp, serde_json::to_vec(&json!({"to": "sink", "text": format!("reply {nm}")})).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     }
     let inbox = e.root.join("inbox/sink/new");
+    // Beside the daemon's own staging directory: ext4 places a directory's
+    // new files near it, so this is the allocator state the daemon meets.
+    let create_per_s = create_rate(&e.root.join("inbox/sink/probe"), n)?;
     let t0 = Instant::now();
     for nm in &names {
         fs::rename(e.spool_dir("r", "outbox", "tmp").join(nm), e.spool_dir("r", "outbox", "new").join(nm)).map_err(|e| e.to_string())?;
@@ -696,8 +729,7 @@ fn section_burst(o: &Opts, r: &mut Report) -> Res<()> {
     let res = wait_until("outbox routed", Duration::from_secs(60 + n as u64 / 50), || count() >= n);
     let secs = t0.elapsed().as_secs_f64();
     let routed = count();
-    r.route = Some(RouteReport { n, routed, total_s: secs, files_per_s: routed as f64 / secs, error: res.err() });
-    Ok(())
+    Ok(RouteReport { n, routed, total_s: secs, files_per_s: routed as f64 / secs, create_per_s, dir: base.display().to_string(), error: res.err() })
 }
 
 // -------------------------------------------------------------- cold wake
@@ -952,6 +984,9 @@ struct RouteReport {
     routed: usize,
     total_s: f64,
     files_per_s: f64,
+    /// The same filesystem creating bare files, no daemon involved.
+    create_per_s: f64,
+    dir: String,
     error: Option<String>,
 }
 
@@ -994,6 +1029,7 @@ struct Report {
     latency: Option<LatencyReport>,
     burst: Option<BurstReport>,
     route: Option<RouteReport>,
+    route_tmpfs: Option<RouteReport>,
     cold: Option<ColdReport>,
     idle: Option<IdleReport>,
     idle_live: Option<IdleReport>,
@@ -1052,6 +1088,10 @@ fn table(r: &Report) -> String {
     }
     if let Some(x) = &r.route {
         t.push_str(&format!("| outbox routing: {} files to an inbox | {} routed in {:.2} s = {:.0} files/s{} | ≥ 5,000 files/s: {} |\n", x.n, x.routed, x.total_s, x.files_per_s, x.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default(), mark(x.files_per_s >= 5000.0)));
+        t.push_str(&format!("| the same directory creating {} bare files, no daemon (each routed file is one new file) | {:.0} files/s | |\n", x.n, x.create_per_s));
+    }
+    if let Some(x) = &r.route_tmpfs {
+        t.push_str(&format!("| outbox routing on tmpfs ({}): the daemon's own ceiling | {} routed in {:.2} s = {:.0} files/s (bare creates {:.0}/s){} | |\n", x.dir, x.routed, x.total_s, x.files_per_s, x.create_per_s, x.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()));
     }
     if let Some(c) = &r.cold {
         t.push_str(&format!(
@@ -1119,6 +1159,11 @@ fn main() {
     println!("{t}");
     let _ = fs::write(o.out.join("table.md"), &t);
     let _ = fs::write(o.out.join("results.json"), serde_json::to_string_pretty(&r).unwrap_or_default());
+    if std::env::var_os("SYSBENCH_KEEP").is_none() {
+        for d in LEFT_DIRS.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            let _ = fs::remove_dir_all(d);
+        }
+    }
     // Everything was stopped by the Env drops: the list is spent.
     let _ = fs::remove_file(&o.cleanup);
     std::process::exit(if stopping() { 130 } else { 0 });

@@ -2,11 +2,11 @@
 //! the operation being logged: errors are swallowed after one warning.
 
 use std::fs::{self, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Formats one logfmt value: quoted when it has whitespace, `"` or `=`
 /// (escaping `\` then `"`), `""` when empty.
@@ -60,18 +60,30 @@ pub fn line(t: SystemTime, fields: &[(&str, &str)]) -> String {
     s
 }
 
-/// A size-rotated log file shared by the daemon's tasks.
+/// A size-rotated log file shared by the daemon's tasks. The file stays
+/// open between lines (a busy router writes thousands a second); it is
+/// looked up again at most every second, so a log removed or moved
+/// away by hand is recreated.
 #[derive(Debug)]
 pub struct Log {
     path: PathBuf,
     max_bytes: u64,
     keep: usize,
-    lock: Mutex<()>,
+    recheck: Duration,
+    open: Mutex<Option<Open>>,
+}
+
+#[derive(Debug)]
+struct Open {
+    file: fs::File,
+    size: u64,
+    ino: u64,
+    checked: Instant,
 }
 
 impl Log {
     pub fn new(path: PathBuf, max_bytes: u64, keep: usize) -> Self {
-        Log { path, max_bytes, keep, lock: Mutex::new(()) }
+        Log { path, max_bytes, keep, recheck: Duration::from_secs(1), open: Mutex::new(None) }
     }
 
     pub fn path(&self) -> &Path {
@@ -79,20 +91,56 @@ impl Log {
     }
 
     pub fn write(&self, fields: &[(&str, &str)]) {
-        let text = line(SystemTime::now(), fields);
-        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = self.append(&text) {
+        self.write_text(&line(SystemTime::now(), fields));
+    }
+
+    /// Several lines in one write.
+    pub fn write_lines(&self, lines: &[Vec<(&str, &str)>]) {
+        let now = SystemTime::now();
+        let text: String = lines.iter().map(|f| line(now, f)).collect();
+        if !text.is_empty() {
+            self.write_text(&text);
+        }
+    }
+
+    fn write_text(&self, text: &str) {
+        let mut g = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = self.append(&mut g, text) {
+            *g = None;
             tracing::warn!(path = %self.path.display(), error = %e, "log write failed");
         }
     }
 
-    fn append(&self, text: &str) -> std::io::Result<()> {
-        let size = fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
-        if size > 0 && size + text.len() as u64 > self.max_bytes {
+    fn append(&self, slot: &mut Option<Open>, text: &str) -> std::io::Result<()> {
+        let stale = slot.as_ref().is_none_or(|o| {
+            o.checked.elapsed() >= self.recheck && fs::metadata(&self.path).map(|m| m.ino() != o.ino).unwrap_or(true)
+        });
+        if stale {
+            *slot = None;
+        } else if let Some(o) = slot.as_mut() {
+            if o.checked.elapsed() >= self.recheck {
+                o.checked = Instant::now();
+            }
+        }
+        if slot.as_ref().is_some_and(|o| o.size > 0 && o.size + text.len() as u64 > self.max_bytes) {
+            *slot = None;
             self.rotate();
         }
-        let mut f = OpenOptions::new().create(true).append(true).mode(0o600).open(&self.path)?;
-        f.write_all(text.as_bytes())
+        if slot.is_none() {
+            let file = OpenOptions::new().create(true).append(true).mode(0o600).open(&self.path)?;
+            let md = file.metadata()?;
+            *slot = Some(Open { size: md.len(), ino: md.ino(), file, checked: Instant::now() });
+            // A log found over the limit on open rotates before the write.
+            if md.len() > 0 && md.len() + text.len() as u64 > self.max_bytes {
+                *slot = None;
+                self.rotate();
+                return self.append(slot, text);
+            }
+        }
+        let Some(o) = slot.as_mut() else { return Ok(()) };
+        o.file.write_all(text.as_bytes())?;
+        o.size += text.len() as u64;
+        Ok(())
     }
 
     /// Drops `.keep`, shifts `.i` to `.i+1`, the base to `.1`.
@@ -109,7 +157,6 @@ impl Log {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn quoting_rules() {
@@ -137,5 +184,18 @@ mod tests {
         assert_eq!(n, 4, "base + 3 rotations");
         assert!(fs::metadata(d.path().join("x.log")).unwrap().len() <= 200);
         assert!(!d.path().join("x.log.4").exists());
+    }
+
+    #[test]
+    fn a_log_removed_by_hand_is_recreated() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = Log::new(d.path().join("x.log"), 1 << 20, 3);
+        log.recheck = Duration::ZERO;
+        log.write(&[("n", "1")]);
+        fs::remove_file(d.path().join("x.log")).unwrap();
+        log.write(&[("n", "2")]);
+        log.write_lines(&[vec![("n", "3")], vec![("n", "4")]]);
+        let text = fs::read_to_string(d.path().join("x.log")).unwrap();
+        assert_eq!(text.lines().map(|l| l.split(' ').nth(1).unwrap_or("")).collect::<Vec<_>>(), ["n=2", "n=3", "n=4"]);
     }
 }

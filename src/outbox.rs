@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::format::{parse_outbox, InboxMsg, OutMsg, Task};
 use crate::root::Root;
 use crate::spool::{self, read_checked, Limits, Queue};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,18 +25,108 @@ pub enum Outcome {
     Gone,
 }
 
-fn already_there(dirs: &[std::path::PathBuf], name: &str) -> bool {
-    dirs.iter().any(|d| d.join(name).exists())
-}
-
 /// A message accepted and (unless a copy already existed) staged in the
 /// destination's `tmp/`, waiting for the batch's sync.
 struct Staged {
     msg: OutMsg,
     to: Routed,
     id: String,
-    /// (staged file, destination `new/`), or None when already routed.
-    file: Option<(PathBuf, PathBuf)>,
+    /// The staged copy, or None when already routed.
+    file: Option<StagedFile>,
+}
+
+struct StagedFile {
+    tmp: PathBuf,
+    dest: Dest,
+    bytes: Vec<u8>,
+    /// The name found free when staging, tried first.
+    name: String,
+}
+
+/// A recipient's directories, looked up once per batch.
+#[derive(Clone)]
+struct Dest {
+    tmp: PathBuf,
+    new: PathBuf,
+    /// Where an earlier copy may be found: `new/` and what readers move it to.
+    seen: Vec<PathBuf>,
+}
+
+/// Where the copy goes: the message's own name, unless a different file
+/// holds it there (another sender's message with the same name), then
+/// `<stem>~<owner>.json`, `<stem>~<owner>~2.json`, ... (sorting after the
+/// first, so arrival order holds). `Ok(None)`: this exact
+/// copy is already there (a crash between the copy and the move).
+fn placement(dest: &Dest, name: &str, owner: &str, bytes: &[u8], skip: usize) -> Result<Option<String>> {
+    let stem = name.strip_suffix(".json").unwrap_or(name);
+    for i in skip..skip + 64 {
+        let cand = match i {
+            0 => name.to_string(),
+            1 => format!("{stem}~{owner}.json"),
+            n => format!("{stem}~{owner}~{n}.json"),
+        };
+        let mut taken = false;
+        for d in &dest.seen {
+            let p = d.join(&cand);
+            if std::fs::symlink_metadata(&p).is_ok() {
+                if same_bytes(&p, bytes) {
+                    return Ok(None);
+                }
+                taken = true;
+            }
+        }
+        if !taken {
+            return Ok(Some(cand));
+        }
+    }
+    Err(crate::Error::io(&dest.new, std::io::Error::other(format!("no free name for {name}"))))
+}
+
+fn same_bytes(p: &std::path::Path, bytes: &[u8]) -> bool {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(bytes.len() + 1);
+    std::fs::File::open(p).and_then(|f| f.take(bytes.len() as u64 + 1).read_to_end(&mut buf)).is_ok() && buf == bytes
+}
+
+/// Puts a synced copy in place under a free name without replacing
+/// anything: the rename fails if the name was taken meanwhile (another peer
+/// routing a same-named file to the same place), then the next name is tried.
+fn place(sf: &StagedFile, name: &str, owner: &str) -> Result<bool> {
+    let mut skip = 0;
+    let mut first = Some(sf.name.clone());
+    loop {
+        let cand = match first.take() {
+            Some(c) => c,
+            None => match placement(&sf.dest, name, owner, &sf.bytes, skip)? {
+                Some(c) => c,
+                None => {
+                    let _ = std::fs::remove_file(&sf.tmp);
+                    return Ok(false);
+                }
+            },
+        };
+        let target = sf.dest.new.join(&cand);
+        match spool::rename_noreplace(&sf.tmp, &target) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => skip = name_index(name, &cand, owner) + 1,
+            Err(e) => {
+                let _ = std::fs::remove_file(&sf.tmp);
+                return Err(crate::Error::io(target, e));
+            }
+        }
+    }
+}
+
+/// Which candidate of `placement` a name is.
+fn name_index(name: &str, cand: &str, owner: &str) -> usize {
+    if cand == name {
+        return 0;
+    }
+    let stem = name.strip_suffix(".json").unwrap_or(name);
+    cand.strip_prefix(&format!("{stem}~{owner}~"))
+        .and_then(|r| r.strip_suffix(".json"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
 }
 
 /// Routes `outbox/new/<name>` of `owner`.
@@ -54,14 +145,15 @@ pub fn route_batch(root: &Root, owner: &str, names: &[String], lim: &Limits) -> 
     };
     let mut results: Vec<Option<Result<Outcome>>> = names.iter().map(|_| None).collect();
     let mut staged: Vec<(usize, Staged)> = vec![];
+    let mut dests: HashMap<String, (Routed, Dest)> = HashMap::new();
     for (i, name) in names.iter().enumerate() {
-        match stage_one(root, owner, &ob, name, lim) {
+        match stage_one(root, owner, &ob, name, lim, &mut dests) {
             Ok(Ok(s)) => staged.push((i, s)),
             Ok(Err(o)) => results[i] = Some(Ok(o)),
             Err(e) => results[i] = Some(Err(e)),
         }
     }
-    let files: Vec<PathBuf> = staged.iter().filter_map(|(_, s)| s.file.as_ref().map(|f| f.0.clone())).collect();
+    let files: Vec<PathBuf> = staged.iter().filter_map(|(_, s)| s.file.as_ref().map(|f| f.tmp.clone())).collect();
     if let Err(e) = spool::sync_staged(&files) {
         for f in &files {
             let _ = std::fs::remove_file(f);
@@ -73,14 +165,17 @@ pub fn route_batch(root: &Root, owner: &str, names: &[String], lim: &Limits) -> 
     let mut dirs = std::collections::BTreeSet::new();
     let mut placed = vec![];
     for (i, s) in staged {
-        if let Some((tmp, new)) = &s.file {
-            let name = &names[i];
-            if let Err(e) = std::fs::rename(tmp, new.join(name)) {
-                let _ = std::fs::remove_file(tmp);
-                results[i] = Some(Err(crate::Error::io(new.join(name), e)));
-                continue;
+        if let Some(sf) = &s.file {
+            match place(sf, &names[i], owner) {
+                Ok(true) => {
+                    dirs.insert(sf.dest.new.clone());
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    results[i] = Some(Err(e));
+                    continue;
+                }
             }
-            dirs.insert(new.clone());
         }
         placed.push((i, s));
     }
@@ -90,7 +185,7 @@ pub fn route_batch(root: &Root, owner: &str, names: &[String], lim: &Limits) -> 
     }).collect();
     for (i, s) in placed {
         let name = &names[i];
-        let dir_ok = s.file.as_ref().is_none_or(|(_, new)| synced.iter().any(|(d, ok)| d == new && *ok));
+        let dir_ok = s.file.as_ref().is_none_or(|sf| synced.iter().all(|(d, ok)| d != &sf.dest.new || *ok));
         results[i] = Some(if !dir_ok {
             Err(crate::Error::io(&ob.new, std::io::Error::other("destination directory sync failed")))
         } else {
@@ -100,25 +195,51 @@ pub fn route_batch(root: &Root, owner: &str, names: &[String], lim: &Limits) -> 
     names.iter().cloned().zip(results.into_iter().map(|r| r.unwrap_or(Ok(Outcome::Gone)))).collect()
 }
 
+/// The recipient's directories (created for a new inbox address).
+fn dest_for(root: &Root, to: &str) -> Result<(Routed, Dest)> {
+    if root.is_peer(to) {
+        let q = Queue::spool(&root.peer(to)?);
+        return Ok((Routed::Peer(to.into()), Dest { tmp: q.tmp, seen: vec![q.new.clone(), q.cur, q.done], new: q.new }));
+    }
+    let dir = root.inbox(to)?;
+    let (tmp, new) = (dir.join("tmp"), dir.join("new"));
+    if !new.is_dir() || !tmp.is_dir() {
+        crate::root::mkdir_private(&tmp)?;
+        crate::root::mkdir_private(&new)?;
+    }
+    Ok((Routed::Inbox(to.into()), Dest { tmp, seen: vec![new.clone(), dir.join("cur")], new }))
+}
+
 /// Judges one file and stages its copy. `Ok(Err(outcome))`: finished here
 /// (rejected or gone).
-fn stage_one(root: &Root, owner: &str, ob: &Queue, name: &str, lim: &Limits) -> Result<std::result::Result<Staged, Outcome>> {
+fn stage_one(
+    root: &Root,
+    owner: &str,
+    ob: &Queue,
+    name: &str,
+    lim: &Limits,
+    dests: &mut HashMap<String, (Routed, Dest)>,
+) -> Result<std::result::Result<Staged, Outcome>> {
     let path = ob.new.join(name);
-    if std::fs::symlink_metadata(&path).is_err() {
-        return Ok(Err(Outcome::Gone));
-    }
     let msg = match read_checked(&path, lim).and_then(|b| parse_outbox(&b, owner)) {
         Ok(m) => m,
+        Err(_) if std::fs::symlink_metadata(&path).is_err() => return Ok(Err(Outcome::Gone)),
         Err(r) => {
             spool::fail(&ob.new, &ob.failed, name, &r.to_string())?;
             return Ok(Err(Outcome::Rejected(r.to_string())));
         }
     };
     let id = name.trim_end_matches(".json").to_string();
-    let (to, tmp, new, bytes) = if root.is_peer(&msg.to) {
-        let q = Queue::spool(&root.peer(&msg.to)?);
-        let dup = already_there(&[q.new.clone(), q.cur.clone(), q.done.clone()], name);
-        let t = Task {
+    let (to, dest) = match dests.get(&msg.to) {
+        Some(d) => d.clone(),
+        None => {
+            let d = dest_for(root, &msg.to)?;
+            dests.insert(msg.to.clone(), d.clone());
+            d
+        }
+    };
+    let bytes = match &to {
+        Routed::Peer(_) => serde_json::to_vec(&Task {
             v: 1,
             id: id.clone(),
             from: owner.into(),
@@ -126,17 +247,8 @@ fn stage_one(root: &Root, owner: &str, ob: &Queue, name: &str, lim: &Limits) -> 
             topic: msg.topic.clone(),
             in_reply_to: msg.in_reply_to.clone(),
             text: msg.text.clone(),
-        };
-        (Routed::Peer(msg.to.clone()), q.tmp, q.new, (!dup).then(|| serde_json::to_vec(&t).unwrap_or_default()))
-    } else {
-        let dir = root.inbox(&msg.to)?;
-        let (tmp, new) = (dir.join("tmp"), dir.join("new"));
-        if !new.is_dir() || !tmp.is_dir() {
-            crate::root::mkdir_private(&tmp)?;
-            crate::root::mkdir_private(&new)?;
-        }
-        let dup = already_there(&[new.clone(), dir.join("cur")], name);
-        let m = InboxMsg {
+        }),
+        Routed::Inbox(_) => serde_json::to_vec(&InboxMsg {
             v: 1,
             id: id.clone(),
             from: owner.into(),
@@ -144,14 +256,16 @@ fn stage_one(root: &Root, owner: &str, ob: &Queue, name: &str, lim: &Limits) -> 
             topic: msg.topic.clone(),
             in_reply_to: msg.in_reply_to.clone(),
             text: msg.text.clone(),
-        };
-        (Routed::Inbox(msg.to.clone()), tmp, new, (!dup).then(|| serde_json::to_vec(&m).unwrap_or_default()))
+        }),
+    }
+    .map_err(|e| crate::Error::io(&path, std::io::Error::other(e)))?;
+    let Some(free) = placement(&dest, name, owner, &bytes, 0)? else {
+        return Ok(Ok(Staged { msg, to, id, file: None }));
     };
-    let file = match bytes {
-        Some(b) => Some((spool::stage(&tmp, name, &b)?, new)),
-        None => None,
-    };
-    Ok(Ok(Staged { msg, to, id, file }))
+    // Staged under the owner's name too: two peers routing same-named
+    // files to one place at once must not share a staging file.
+    let tmp = spool::stage(&dest.tmp, &format!("{owner}.{name}"), &bytes)?;
+    Ok(Ok(Staged { msg, to, id, file: Some(StagedFile { tmp, dest, bytes, name: free }) }))
 }
 
 #[cfg(test)]
@@ -189,9 +303,31 @@ mod tests {
         assert_eq!((t.from.as_str(), t.reply_to.as_str(), t.in_reply_to.as_deref()), ("alice", "alice", Some("t0")));
         assert!(r.peer("alice").unwrap().outbox_sub("sent").join("1.json").exists());
         // Routing again (crash before the move) does not duplicate.
-        drop_out(&r, "alice", "1.json", r#"{"to":"bob","text":"hi"}"#);
+        drop_out(&r, "alice", "1.json", r#"{"to":"bob","text":"hi","from":"mallory","in_reply_to":"t0"}"#);
         route(&r, "alice", "1.json", &Limits::default()).unwrap();
         assert_eq!(spool::depth(&r.peer("bob").unwrap().spool_sub("new")), 1);
+    }
+
+    #[test]
+    fn same_named_messages_from_two_senders_both_arrive() {
+        let (_d, r) = setup();
+        drop_out(&r, "alice", "reply.json", r#"{"to":"script","text":"from alice"}"#);
+        drop_out(&r, "bob", "reply.json", r#"{"to":"script","text":"from bob"}"#);
+        route(&r, "alice", "reply.json", &Limits::default()).unwrap();
+        route(&r, "bob", "reply.json", &Limits::default()).unwrap();
+        let new = r.inbox("script").unwrap().join("new");
+        assert_eq!(spool::list(&new).unwrap(), ["reply.json", "reply~bob.json"]);
+        let m = crate::format::parse_inbox(&std::fs::read(new.join("reply~bob.json")).unwrap()).unwrap();
+        assert_eq!((m.from.as_str(), m.id.as_str(), m.text.as_str()), ("bob", "reply", "from bob"));
+        // A crash before the move: routing bob's file again finds its copy.
+        drop_out(&r, "bob", "reply.json", r#"{"to":"script","text":"from bob"}"#);
+        route(&r, "bob", "reply.json", &Limits::default()).unwrap();
+        assert_eq!(spool::depth(&new), 2);
+        // A third sender's same name after both: the next free name.
+        std::fs::rename(new.join("reply~bob.json"), new.join("reply~alice.json")).unwrap();
+        drop_out(&r, "alice", "reply.json", r#"{"to":"script","text":"alice again"}"#);
+        route(&r, "alice", "reply.json", &Limits::default()).unwrap();
+        assert!(new.join("reply~alice~2.json").exists(), "{:?}", spool::list(&new));
     }
 
     #[test]

@@ -406,32 +406,37 @@ impl Peer {
             let us = start.elapsed().as_micros().to_string();
             let n = batch.len().to_string();
             let mut failed = false;
+            // One log write for the batch.
+            let mut lines: Vec<Vec<(&str, String)>> = Vec::with_capacity(results.len());
             for (name, res) in results {
                 if res.is_ok() {
                     self.outbox_head.remove(&name);
                 }
+                let peer = ("peer", self.name.clone());
                 match res {
                     Ok(Outcome::Routed { msg, to, id }) => {
-                        let (kind, dest) = match &to {
-                            Routed::Peer(p) => ("peer", p.as_str()),
-                            Routed::Inbox(a) => ("inbox", a.as_str()),
+                        let (kind, dest) = match to {
+                            Routed::Peer(p) => ("peer", p),
+                            Routed::Inbox(a) => ("inbox", a),
                         };
-                        self.delivery(&[
-                            ("event", "route"), ("id", &id), ("to", dest), ("kind", kind),
-                            ("in_reply_to", msg.in_reply_to.as_deref().unwrap_or("")),
-                            ("bytes", &msg.text.len().to_string()), ("outcome", "routed"), ("batch", &n), ("batch_us", &us),
+                        lines.push(vec![
+                            peer, ("event", "route".into()), ("id", id), ("to", dest), ("kind", kind.into()),
+                            ("in_reply_to", msg.in_reply_to.unwrap_or_default()),
+                            ("bytes", msg.text.len().to_string()), ("outcome", "routed".into()), ("batch", n.clone()), ("batch_us", us.clone()),
                         ]);
                     }
                     Ok(Outcome::Rejected(why)) => {
-                        self.delivery(&[("event", "route"), ("file", &name), ("outcome", "rejected"), ("error", &why)]);
+                        lines.push(vec![peer, ("event", "route".into()), ("file", name), ("outcome", "rejected".into()), ("error", why)]);
                     }
                     Ok(Outcome::Gone) => {}
                     Err(e) => {
                         failed = true;
-                        self.delivery(&[("event", "route"), ("file", &name), ("outcome", "error"), ("error", &e.to_string())]);
+                        lines.push(vec![peer, ("event", "route".into()), ("file", name), ("outcome", "error".into()), ("error", e.to_string())]);
                     }
                 }
             }
+            let borrowed: Vec<Vec<(&str, &str)>> = lines.iter().map(|l| l.iter().map(|(k, v)| (*k, v.as_str())).collect()).collect();
+            self.sh.delivery_log.write_lines(&borrowed);
             if failed {
                 self.schedule(now_ms() + 1000);
                 return;

@@ -106,6 +106,34 @@ pub fn depth(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// `rename(2)` that fails with `AlreadyExists` instead of replacing `to`.
+/// A rename, not a link: watchers (ours and readers') see a completed
+/// `moved_to`, not a `create` they would have to let settle.
+pub fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (f, t) = (c(from)?, c(to)?);
+    // SAFETY: both are valid NUL-terminated paths that outlive the call.
+    #[cfg(target_os = "linux")]
+    let r = unsafe { libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE) };
+    // SAFETY: as above.
+    #[cfg(target_os = "macos")]
+    let r = unsafe { libc::renamex_np(f.as_ptr(), t.as_ptr(), libc::RENAME_EXCL) };
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    let r = {
+        let _ = (&f, &t);
+        fs::hard_link(from, to)?;
+        fs::remove_file(from)?;
+        0
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Moves `from/name` to `to/name`. Returns false when it was already gone
 /// (another pass took it), which callers treat as "not mine".
 pub fn move_to(from: &Path, to: &Path, name: &str) -> Result<bool> {
@@ -302,4 +330,22 @@ pub fn sweep_tmp(tmp: &Path, age: Duration, now: SystemTime) -> usize {
         })
         .filter(|e| fs::remove_file(e.path()).is_ok())
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rename_noreplace_never_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b, c) = (d.path().join("a"), d.path().join("b"), d.path().join("c"));
+        fs::write(&a, "a").unwrap();
+        fs::write(&b, "b").unwrap();
+        let e = rename_noreplace(&a, &b).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read_to_string(&b).unwrap(), "b");
+        rename_noreplace(&a, &c).unwrap();
+        assert!(!a.exists() && fs::read_to_string(&c).unwrap() == "a");
+    }
 }
