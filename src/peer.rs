@@ -209,8 +209,13 @@ impl Peer {
             self.schedule(now + 1000);
         }
         let periodic = self.take_hints(polling);
-        if periodic && self.reconciled.is_none() && self.idle_and_unchanged() {
-            return Flow::Continue;
+        if periodic && self.reconciled.is_none() {
+            // The safety net's re-list is a readdir or two; a peer that is
+            // still idle stops there, before housekeeping and supervision.
+            self.relist_heads();
+            if self.idle_and_unchanged() {
+                return Flow::Continue;
+            }
         }
         if !self.sh.root.is_peer(&self.name) {
             if self.session.is_some() {
@@ -357,6 +362,19 @@ impl Peer {
             && self.spool_head.known_empty()
             && self.outbox_head.known_empty()
             && self.profile_on_disk() == self.profile_stamp
+    }
+
+    fn relist_heads(&mut self) {
+        if self.spool_head.needs_listing() {
+            if let Ok(l) = self.spool_head.relist(&self.spool.new) {
+                self.quarantine(&l, &self.spool.new, &self.spool.failed);
+            }
+        }
+        if self.outbox_head.needs_listing() {
+            if let Ok(l) = self.outbox_head.relist(&self.outbox.new) {
+                self.quarantine(&l, &self.outbox.new, &self.outbox.failed);
+            }
+        }
     }
 
     /// Moves aside entries of `dir` that have no UTF-8 name.
