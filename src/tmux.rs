@@ -34,6 +34,10 @@ const CTL_TIMEOUT: Duration = Duration::from_secs(5);
 struct CtlSlot {
     ctl: Option<Control>,
     failed_at: Option<std::time::Instant>,
+    /// Set while a call waits for its answers: still set on the next call
+    /// means the last one was dropped midway, and its answers would be
+    /// taken for the next command's, so the client is replaced.
+    busy: bool,
 }
 
 /// A persistent control-mode client (`tmux -C attach`): a command costs a
@@ -88,7 +92,13 @@ impl Control {
                 return Err(eof());
             }
             if let Some(rest) = line.strip_prefix(b"%begin ") {
-                break block_tag(rest);
+                // Flags 1: a command this client sent. The attach's own
+                // block (flags 0) may come after the first of ours.
+                if rest.split(|&b| b == b' ').nth(2).is_some_and(|f| f.trim_ascii() == b"1") {
+                    break block_tag(rest);
+                }
+                self.skip_block(block_tag(rest)).await?;
+                continue;
             }
             if line.starts_with(b"%exit") {
                 return Err(eof());
@@ -106,6 +116,20 @@ impl Control {
                 }
             }
             body.extend_from_slice(&line);
+        }
+    }
+
+    async fn skip_block(&mut self, tag: Vec<u8>) -> std::io::Result<()> {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if self.stdout.read_until(b'\n', &mut line).await? == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "control client closed"));
+            }
+            if [&b"%end "[..], &b"%error "[..]].iter().any(|end| line.strip_prefix(*end).is_some_and(|r| block_tag(r) == tag)) {
+                return Ok(());
+            }
         }
     }
 
@@ -226,6 +250,9 @@ impl Tmux {
             return None;
         }
         let mut slot = self.ctl.lock().await;
+        if std::mem::take(&mut slot.busy) {
+            slot.ctl = None;
+        }
         if slot.ctl.is_none() {
             if slot.failed_at.is_some_and(|t| t.elapsed() < CTL_RETRY) {
                 return None;
@@ -238,11 +265,13 @@ impl Tmux {
                 }
             }
         }
+        slot.busy = true;
         let c = slot.ctl.as_mut()?;
         let r = match tokio::time::timeout(CTL_TIMEOUT, c.call_all(cmds)).await {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "control client timed out")),
         };
+        slot.busy = false;
         if r.is_err() {
             slot.ctl = None;
             slot.failed_at = Some(std::time::Instant::now());
@@ -340,7 +369,7 @@ impl Tmux {
     }
 
     pub async fn pane(&self) -> Option<Pane> {
-        let out = self.run(&["list-panes", "-t", TARGET, "-F", "#{pane_dead} #{pane_dead_status} #{pane_pid}"]).await.ok()?;
+        let out = self.call(&["list-panes", "-t", TARGET, "-F", "#{pane_dead} #{pane_dead_status} #{pane_pid}"]).await.ok()?;
         let mut it = out.split_whitespace();
         let dead = it.next()? == "1";
         let (status, pid) = if dead {
