@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 args=() criterion= out=bench/results
 for a in "$@"; do
   if [[ $a == --criterion ]]; then criterion=1; else args+=("$a"); fi
-  # A quick run does not overwrite the committed full-run results.
+  # A quick or partial run does not overwrite the committed full-run results.
   if [[ $a == --quick ]]; then out=bench/results/quick; fi
+  if [[ $a == --only && $out == bench/results ]]; then out=bench/results/partial; fi
 done
 
 for tool in tmux inotifywait jq python3; do

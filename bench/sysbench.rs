@@ -312,9 +312,14 @@ impl Env {
         let pid = child.id();
         note_cleanup(&self.o, "pid", &pid.to_string());
         self.daemon = Some(child);
+        // Ready: watches set and the first pass done. A task dropped before
+        // that is found by listing and held for the settle window (it may
+        // be a writer still writing), which would be timed as a slow wake.
         wait_until("daemon start", Duration::from_secs(60), || {
             let l = self.lifecycle();
-            l.contains("event=daemon-start") && l.matches("event=registered").count() >= peers
+            l.contains("event=daemon-start")
+                && l.matches("event=registered").count() >= peers
+                && fs::read_to_string(self.dir.join("daemon.err")).is_ok_and(|e| e.contains("daemon ready"))
         })?;
         Ok(pid)
     }

@@ -135,7 +135,8 @@ impl Env {
             .spawn()
             .expect("spawn daemon");
         self.daemon = Some(child);
-        wait_for("daemon ready", Duration::from_secs(10), || self.lifecycle().contains("event=daemon-start") && self.daemon_running());
+        // Ready: watches set and the first pass done.
+        wait_for("daemon ready", Duration::from_secs(10), || self.daemon_stderr().contains("daemon ready") && self.daemon_running());
     }
 
     pub fn daemon_running(&self) -> bool {
