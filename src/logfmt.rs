@@ -122,20 +122,28 @@ impl Log {
                 o.checked = Instant::now();
             }
         }
-        if slot.as_ref().is_some_and(|o| o.size > 0 && o.size + text.len() as u64 > self.max_bytes) {
+        let over = |size: u64| size > 0 && size + text.len() as u64 > self.max_bytes;
+        let mut rotated = false;
+        if slot.as_ref().is_some_and(|o| over(o.size)) {
             *slot = None;
             self.rotate();
+            rotated = true;
         }
         if slot.is_none() {
-            let file = OpenOptions::new().create(true).append(true).mode(0o600).open(&self.path)?;
-            let md = file.metadata()?;
-            *slot = Some(Open { size: md.len(), ino: md.ino(), file, checked: Instant::now() });
-            // A log found over the limit on open rotates before the write.
-            if md.len() > 0 && md.len() + text.len() as u64 > self.max_bytes {
-                *slot = None;
+            let open = || -> std::io::Result<Open> {
+                let file = OpenOptions::new().create(true).append(true).mode(0o600).open(&self.path)?;
+                let md = file.metadata()?;
+                Ok(Open { size: md.len(), ino: md.ino(), file, checked: Instant::now() })
+            };
+            let mut o = open()?;
+            // A log found over the limit on open rotates first, once: if
+            // rotating fails (read-only dir), the line is still written.
+            if over(o.size) && !rotated {
+                drop(o);
                 self.rotate();
-                return self.append(slot, text);
+                o = open()?;
             }
+            *slot = Some(o);
         }
         let Some(o) = slot.as_mut() else { return Ok(()) };
         o.file.write_all(text.as_bytes())?;
@@ -197,5 +205,17 @@ mod tests {
         log.write_lines(&[vec![("n", "3")], vec![("n", "4")]]);
         let text = fs::read_to_string(d.path().join("x.log")).unwrap();
         assert_eq!(text.lines().map(|l| l.split(' ').nth(1).unwrap_or("")).collect::<Vec<_>>(), ["n=2", "n=3", "n=4"]);
+    }
+
+    #[test]
+    fn a_failing_rotation_still_writes_and_does_not_recurse() {
+        let d = tempfile::tempdir().unwrap();
+        // A directory in the way of `x.log.1`: every rotation fails.
+        fs::create_dir_all(d.path().join("x.log.1/blocker")).unwrap();
+        let log = Log::new(d.path().join("x.log"), 50, 1);
+        for i in 0..20 {
+            log.write(&[("i", &i.to_string()), ("pad", "0123456789012345678901234567890123456789")]);
+        }
+        assert_eq!(fs::read_to_string(d.path().join("x.log")).unwrap().lines().count(), 20);
     }
 }

@@ -52,19 +52,17 @@ struct Dest {
     seen: Vec<PathBuf>,
 }
 
-/// Where the copy goes: the message's own name, unless a different file
-/// holds it there (another sender's message with the same name), then
-/// `<stem>~<owner>.json`, `<stem>~<owner>~2.json`, ... (sorting after the
-/// first, so arrival order holds). `Ok(None)`: this exact
-/// copy is already there (a crash between the copy and the move).
-fn placement(dest: &Dest, name: &str, owner: &str, bytes: &[u8], skip: usize) -> Result<Option<String>> {
+/// Where the copy goes: the message's own name, or, when a different file
+/// holds it there (another sender's message, or an earlier one of this
+/// sender with the same name), `<stem>~<owner>~<hash of the copy>.json`,
+/// which sorts after it. The second name follows from the bytes, so a
+/// re-route after a crash finds its copy under either. `Ok(None)`: a
+/// byte-identical copy is already in place.
+fn placement(dest: &Dest, name: &str, owner: &str, bytes: &[u8]) -> Result<Option<String>> {
     let stem = name.strip_suffix(".json").unwrap_or(name);
-    for i in skip..skip + 64 {
-        let cand = match i {
-            0 => name.to_string(),
-            1 => format!("{stem}~{owner}.json"),
-            n => format!("{stem}~{owner}~{n}.json"),
-        };
+    let cands = [name.to_string(), format!("{stem}~{owner}~{:016x}.json", crate::root::fnv1a(bytes))];
+    let mut free = None;
+    for cand in cands {
         let mut taken = false;
         for d in &dest.seen {
             let p = d.join(&cand);
@@ -75,11 +73,12 @@ fn placement(dest: &Dest, name: &str, owner: &str, bytes: &[u8], skip: usize) ->
                 taken = true;
             }
         }
-        if !taken {
-            return Ok(Some(cand));
+        if !taken && free.is_none() {
+            free = Some(cand);
         }
     }
-    Err(crate::Error::io(&dest.new, std::io::Error::other(format!("no free name for {name}"))))
+    // Both taken by other bytes: a 64-bit hash collision on a reused name.
+    free.map(Some).ok_or_else(|| crate::Error::io(&dest.new, std::io::Error::other(format!("no free name for {name}"))))
 }
 
 fn same_bytes(p: &std::path::Path, bytes: &[u8]) -> bool {
@@ -90,43 +89,28 @@ fn same_bytes(p: &std::path::Path, bytes: &[u8]) -> bool {
 
 /// Puts a synced copy in place under a free name without replacing
 /// anything: the rename fails if the name was taken meanwhile (another peer
-/// routing a same-named file to the same place), then the next name is tried.
+/// routing a same-named file to the same place), then placement runs again.
 fn place(sf: &StagedFile, name: &str, owner: &str) -> Result<bool> {
-    let mut skip = 0;
-    let mut first = Some(sf.name.clone());
-    loop {
-        let cand = match first.take() {
-            Some(c) => c,
-            None => match placement(&sf.dest, name, owner, &sf.bytes, skip)? {
-                Some(c) => c,
+    let mut cand = sf.name.clone();
+    for _ in 0..4 {
+        let target = sf.dest.new.join(&cand);
+        match spool::rename_noreplace(&sf.tmp, &target) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match placement(&sf.dest, name, owner, &sf.bytes)? {
+                Some(c) => cand = c,
                 None => {
                     let _ = std::fs::remove_file(&sf.tmp);
                     return Ok(false);
                 }
             },
-        };
-        let target = sf.dest.new.join(&cand);
-        match spool::rename_noreplace(&sf.tmp, &target) {
-            Ok(()) => return Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => skip = name_index(name, &cand, owner) + 1,
             Err(e) => {
                 let _ = std::fs::remove_file(&sf.tmp);
                 return Err(crate::Error::io(target, e));
             }
         }
     }
-}
-
-/// Which candidate of `placement` a name is.
-fn name_index(name: &str, cand: &str, owner: &str) -> usize {
-    if cand == name {
-        return 0;
-    }
-    let stem = name.strip_suffix(".json").unwrap_or(name);
-    cand.strip_prefix(&format!("{stem}~{owner}~"))
-        .and_then(|r| r.strip_suffix(".json"))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1)
+    let _ = std::fs::remove_file(&sf.tmp);
+    Err(crate::Error::io(&sf.dest.new, std::io::Error::other(format!("no free name for {name}"))))
 }
 
 /// Routes `outbox/new/<name>` of `owner`.
@@ -259,12 +243,13 @@ fn stage_one(
         }),
     }
     .map_err(|e| crate::Error::io(&path, std::io::Error::other(e)))?;
-    let Some(free) = placement(&dest, name, owner, &bytes, 0)? else {
+    let Some(free) = placement(&dest, name, owner, &bytes)? else {
         return Ok(Ok(Staged { msg, to, id, file: None }));
     };
     // Staged under the owner's name too: two peers routing same-named
-    // files to one place at once must not share a staging file.
-    let tmp = spool::stage(&dest.tmp, &format!("{owner}.{name}"), &bytes)?;
+    // files to one place at once must not share a staging file; the dot
+    // keeps it clear of any writer's message name.
+    let tmp = spool::stage(&dest.tmp, &format!(".route.{owner}.{name}"), &bytes)?;
     Ok(Ok(Staged { msg, to, id, file: Some(StagedFile { tmp, dest, bytes, name: free }) }))
 }
 
@@ -311,23 +296,30 @@ mod tests {
     #[test]
     fn same_named_messages_from_two_senders_both_arrive() {
         let (_d, r) = setup();
+        let new = r.inbox("script").unwrap().join("new");
+        let names = || spool::list(&new).unwrap();
         drop_out(&r, "alice", "reply.json", r#"{"to":"script","text":"from alice"}"#);
         drop_out(&r, "bob", "reply.json", r#"{"to":"script","text":"from bob"}"#);
         route(&r, "alice", "reply.json", &Limits::default()).unwrap();
         route(&r, "bob", "reply.json", &Limits::default()).unwrap();
-        let new = r.inbox("script").unwrap().join("new");
-        assert_eq!(spool::list(&new).unwrap(), ["reply.json", "reply~bob.json"]);
-        let m = crate::format::parse_inbox(&std::fs::read(new.join("reply~bob.json")).unwrap()).unwrap();
+        let got = names();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0], "reply.json");
+        assert!(got[1].starts_with("reply~bob~"), "{got:?}");
+        let m = crate::format::parse_inbox(&std::fs::read(new.join(&got[1])).unwrap()).unwrap();
         assert_eq!((m.from.as_str(), m.id.as_str(), m.text.as_str()), ("bob", "reply", "from bob"));
-        // A crash before the move: routing bob's file again finds its copy.
+        // A crash before the move: routing bob's file again finds its copy,
+        // even once the first name is free again.
+        std::fs::remove_file(new.join("reply.json")).unwrap();
         drop_out(&r, "bob", "reply.json", r#"{"to":"script","text":"from bob"}"#);
         route(&r, "bob", "reply.json", &Limits::default()).unwrap();
-        assert_eq!(spool::depth(&new), 2);
-        // A third sender's same name after both: the next free name.
-        std::fs::rename(new.join("reply~bob.json"), new.join("reply~alice.json")).unwrap();
-        drop_out(&r, "alice", "reply.json", r#"{"to":"script","text":"alice again"}"#);
-        route(&r, "alice", "reply.json", &Limits::default()).unwrap();
-        assert!(new.join("reply~alice~2.json").exists(), "{:?}", spool::list(&new));
+        assert_eq!(names(), got[1..].to_vec());
+        // Many same-named messages of one sender: each gets its own name.
+        for i in 0..100 {
+            drop_out(&r, "alice", "reply.json", &format!(r#"{{"to":"script","text":"again {i}"}}"#));
+            assert!(matches!(route(&r, "alice", "reply.json", &Limits::default()).unwrap(), Outcome::Routed { .. }));
+        }
+        assert_eq!(names().len(), 101);
     }
 
     #[test]

@@ -128,9 +128,17 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
         0
     };
     if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        // Filesystems (NFS, FUSE) and sandboxes without the flag: a link
+        // refuses an existing name just the same.
+        Some(libc::EINVAL | libc::ENOSYS | libc::EPERM | libc::ENOTSUP) => {
+            fs::hard_link(from, to)?;
+            fs::remove_file(from)
+        }
+        _ => Err(e),
     }
 }
 

@@ -235,10 +235,15 @@ impl Tmux {
 
     /// Runs `args` through the control client; `None` means "not available,
     /// spawn a client instead" (disabled, cannot connect, or it broke).
-    async fn via_control(&self, args: &[&str]) -> Option<Result<String>> {
+    /// `None`: run it by spawning instead. A client lost mid-call gives
+    /// `None` only for a command that is safe to run twice (`rerun`).
+    async fn via_control(&self, args: &[&str], rerun: bool) -> Option<Result<String>> {
         let line = args.iter().map(|a| quote(a)).collect::<Option<Vec<_>>>()?.join(" ");
-        // A lost client leaves a read-only command safe to run again by spawning.
-        let (err, body) = self.control_all(&[line]).await?.ok()?.pop()?;
+        let (err, body) = match self.control_all(&[line]).await? {
+            Ok(mut a) => a.pop()?,
+            Err(_) if rerun => return None,
+            Err(e) => return Some(Err(tmux_err(args[0], e))),
+        };
         Some(if err { Err(tmux_err(args[0], format!("tmux {}: {}", args[0], body.trim()))) } else { Ok(body) })
     }
 
@@ -285,7 +290,16 @@ impl Tmux {
 
     /// A command through the control client, else a spawned client.
     async fn call(&self, args: &[&str]) -> Result<String> {
-        match self.via_control(args).await {
+        match self.via_control(args, true).await {
+            Some(r) => r,
+            None => self.run(args).await,
+        }
+    }
+
+    /// For a command with an effect (keys): not run a second time when the
+    /// control client was lost after sending it.
+    async fn call_once(&self, args: &[&str]) -> Result<String> {
+        match self.via_control(args, false).await {
             Some(r) => r,
             None => self.run(args).await,
         }
@@ -418,7 +432,7 @@ impl Tmux {
     /// on the control client's stdin, never in an argv.
     async fn capture_then_paste_control(&self, text: &str) -> Option<Result<String>> {
         let Some(q) = quote_text(text) else {
-            let before = match self.via_control(&["capture-pane", "-p", "-J", "-t", TARGET]).await? {
+            let before = match self.via_control(&["capture-pane", "-p", "-J", "-t", TARGET], true).await? {
                 Ok(b) => b,
                 Err(e) => return Some(Err(e)),
             };
@@ -443,7 +457,7 @@ impl Tmux {
     pub async fn keys(&self, keys: &[&str]) -> Result<()> {
         let mut a = vec!["send-keys", "-t", TARGET];
         a.extend_from_slice(keys);
-        self.call(&a).await.map(|_| ())
+        self.call_once(&a).await.map(|_| ())
     }
 
     /// Whether a human client is attached (deliveries then wait their turn).
