@@ -264,7 +264,9 @@ impl Tmux {
             }
             match tokio::time::timeout(CTL_TIMEOUT, Control::connect(&self.socket)).await {
                 Ok(Ok(c)) => slot.ctl = Some(c),
-                _ => {
+                r => {
+                    let why = r.map_or_else(|_| "timed out".to_string(), |e| e.err().map(|e| e.to_string()).unwrap_or_default());
+                    tracing::debug!(socket = %self.socket.display(), error = %why, "tmux control client not connected; spawning clients for a while");
                     slot.failed_at = Some(std::time::Instant::now());
                     return None;
                 }
@@ -277,7 +279,8 @@ impl Tmux {
             Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "control client timed out")),
         };
         slot.busy = false;
-        if r.is_err() {
+        if let Err(e) = &r {
+            tracing::debug!(socket = %self.socket.display(), error = %e, "tmux control client lost");
             slot.ctl = None;
             slot.failed_at = Some(std::time::Instant::now());
         }
