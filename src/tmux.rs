@@ -29,6 +29,9 @@ impl std::fmt::Debug for Tmux {
 /// How long a control client that failed to connect is not tried again.
 const CTL_RETRY: Duration = Duration::from_secs(5);
 const CTL_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connect takes milliseconds; one that hangs must not hold a boot or a
+/// delivery for long, since spawning clients works meanwhile.
+const CTL_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct CtlSlot {
@@ -262,7 +265,7 @@ impl Tmux {
             if slot.failed_at.is_some_and(|t| t.elapsed() < CTL_RETRY) {
                 return None;
             }
-            match tokio::time::timeout(CTL_TIMEOUT, Control::connect(&self.socket)).await {
+            match tokio::time::timeout(CTL_CONNECT_TIMEOUT, Control::connect(&self.socket)).await {
                 Ok(Ok(c)) => slot.ctl = Some(c),
                 r => {
                     let why = r.map_or_else(|_| "timed out".to_string(), |e| e.err().map(|e| e.to_string()).unwrap_or_default());
