@@ -112,14 +112,12 @@ impl Log {
     }
 
     fn append(&self, slot: &mut Option<Open>, text: &str) -> std::io::Result<()> {
-        let stale = slot.as_ref().is_none_or(|o| {
-            o.checked.elapsed() >= self.recheck && fs::metadata(&self.path).map(|m| m.ino() != o.ino).unwrap_or(true)
-        });
-        if stale {
-            *slot = None;
-        } else if let Some(o) = slot.as_mut() {
-            if o.checked.elapsed() >= self.recheck {
+        // Every `recheck`: is the open file still the one at the path?
+        if let Some(o) = slot.as_mut().filter(|o| o.checked.elapsed() >= self.recheck) {
+            if fs::metadata(&self.path).is_ok_and(|m| m.ino() == o.ino) {
                 o.checked = Instant::now();
+            } else {
+                *slot = None;
             }
         }
         let over = |size: u64| size > 0 && size + text.len() as u64 > self.max_bytes;

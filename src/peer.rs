@@ -194,6 +194,15 @@ impl Peer {
         self.sh.delivery_log.write(&f);
     }
 
+    /// Several delivery lines in one write.
+    fn deliveries(&self, lines: &[Vec<(&str, String)>]) {
+        let lines: Vec<Vec<(&str, &str)>> = lines
+            .iter()
+            .map(|l| std::iter::once(("peer", self.name.as_str())).chain(l.iter().map(|(k, v)| (*k, v.as_str()))).collect())
+            .collect();
+        self.sh.delivery_log.write_lines(&lines);
+    }
+
     fn schedule(&mut self, at_ms: u64) {
         self.next_ms = self.next_ms.min(at_ms);
     }
@@ -364,17 +373,20 @@ impl Peer {
             && self.profile_on_disk() == self.profile_stamp
     }
 
+    /// Lists a queue's `new/` if its head needs it, moving unnamed entries aside.
+    fn relist_if_needed(&mut self, outbox: bool) -> crate::error::Result<()> {
+        let (head, q) = if outbox { (&mut self.outbox_head, &self.outbox) } else { (&mut self.spool_head, &self.spool) };
+        if head.needs_listing() {
+            let l = head.relist(&q.new)?;
+            self.quarantine(&l, &q.new, &q.failed);
+        }
+        Ok(())
+    }
+
     fn relist_heads(&mut self) {
-        if self.spool_head.needs_listing() {
-            if let Ok(l) = self.spool_head.relist(&self.spool.new) {
-                self.quarantine(&l, &self.spool.new, &self.spool.failed);
-            }
-        }
-        if self.outbox_head.needs_listing() {
-            if let Ok(l) = self.outbox_head.relist(&self.outbox.new) {
-                self.quarantine(&l, &self.outbox.new, &self.outbox.failed);
-            }
-        }
+        // A failed listing leaves the head stale: the full step retries it.
+        let _ = self.relist_if_needed(false);
+        let _ = self.relist_if_needed(true);
     }
 
     /// Moves aside entries of `dir` that have no UTF-8 name.
@@ -430,7 +442,6 @@ impl Peer {
                 if res.is_ok() {
                     self.outbox_head.remove(&name);
                 }
-                let peer = ("peer", self.name.clone());
                 match res {
                     Ok(Outcome::Routed { msg, to, id }) => {
                         let (kind, dest) = match to {
@@ -438,23 +449,22 @@ impl Peer {
                             Routed::Inbox(a) => ("inbox", a),
                         };
                         lines.push(vec![
-                            peer, ("event", "route".into()), ("id", id), ("to", dest), ("kind", kind.into()),
+                            ("event", "route".into()), ("id", id), ("to", dest), ("kind", kind.into()),
                             ("in_reply_to", msg.in_reply_to.unwrap_or_default()),
                             ("bytes", msg.text.len().to_string()), ("outcome", "routed".into()), ("batch", n.clone()), ("batch_us", us.clone()),
                         ]);
                     }
                     Ok(Outcome::Rejected(why)) => {
-                        lines.push(vec![peer, ("event", "route".into()), ("file", name), ("outcome", "rejected".into()), ("error", why)]);
+                        lines.push(vec![("event", "route".into()), ("file", name), ("outcome", "rejected".into()), ("error", why)]);
                     }
                     Ok(Outcome::Gone) => {}
                     Err(e) => {
                         failed = true;
-                        lines.push(vec![peer, ("event", "route".into()), ("file", name), ("outcome", "error".into()), ("error", e.to_string())]);
+                        lines.push(vec![("event", "route".into()), ("file", name), ("outcome", "error".into()), ("error", e.to_string())]);
                     }
                 }
             }
-            let borrowed: Vec<Vec<(&str, &str)>> = lines.iter().map(|l| l.iter().map(|(k, v)| (*k, v.as_str())).collect()).collect();
-            self.sh.delivery_log.write_lines(&borrowed);
+            self.deliveries(&lines);
             if failed {
                 self.schedule(now_ms() + 1000);
                 return;
@@ -622,15 +632,10 @@ impl Peer {
             return Some((n, true));
         }
         loop {
-            if self.spool_head.needs_listing() {
-                match self.spool_head.relist(&self.spool.new) {
-                    Ok(l) => self.quarantine(&l, &self.spool.new, &self.spool.failed),
-                    Err(e) => {
-                        tracing::warn!(peer = %self.name, error = %e, "cannot list spool");
-                        self.schedule(now_ms() + 1000);
-                        return None;
-                    }
-                }
+            if let Err(e) = self.relist_if_needed(false) {
+                tracing::warn!(peer = %self.name, error = %e, "cannot list spool");
+                self.schedule(now_ms() + 1000);
+                return None;
             }
             let name = self.spool_head.first()?.clone();
             let key = format!("spool/{name}");

@@ -81,65 +81,48 @@ impl Control {
             }
         }
         // Pane output is not needed; older tmux refuses the flag, harmlessly.
-        let _ = ctl.call("refresh-client -f no-output").await?;
+        let _ = ctl.call_all(&["refresh-client -f no-output".to_string()]).await?;
         Ok(ctl)
     }
 
+    /// The next answer to a command of ours: `(true, message)` when tmux
+    /// reported an error. Blocks with flags 0 are not ours (the attach's
+    /// own block may come after the first of ours) and are read past.
     async fn read_block(&mut self) -> std::io::Result<(bool, String)> {
         use tokio::io::AsyncBufReadExt;
         let mut line = Vec::new();
         let eof = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "control client closed");
-        let tag = loop {
-            line.clear();
-            if self.stdout.read_until(b'\n', &mut line).await? == 0 {
-                return Err(eof());
-            }
-            if let Some(rest) = line.strip_prefix(b"%begin ") {
-                // Flags 1: a command this client sent. The attach's own
-                // block (flags 0) may come after the first of ours.
-                if rest.split(|&b| b == b' ').nth(2).is_some_and(|f| f.trim_ascii() == b"1") {
-                    break block_tag(rest);
-                }
-                self.skip_block(block_tag(rest)).await?;
-                continue;
-            }
-            if line.starts_with(b"%exit") {
-                return Err(eof());
-            }
-        };
-        let mut body = Vec::new();
         loop {
-            line.clear();
-            if self.stdout.read_until(b'\n', &mut line).await? == 0 {
-                return Err(eof());
-            }
-            for (end, error) in [(&b"%end "[..], false), (&b"%error "[..], true)] {
-                if line.strip_prefix(end).is_some_and(|r| block_tag(r) == tag) {
-                    return Ok((error, String::from_utf8_lossy(&body).into_owned()));
+            let (tag, ours) = loop {
+                line.clear();
+                if self.stdout.read_until(b'\n', &mut line).await? == 0 {
+                    return Err(eof());
                 }
-            }
-            body.extend_from_slice(&line);
-        }
-    }
-
-    async fn skip_block(&mut self, tag: Vec<u8>) -> std::io::Result<()> {
-        use tokio::io::AsyncBufReadExt;
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            if self.stdout.read_until(b'\n', &mut line).await? == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "control client closed"));
-            }
-            if [&b"%end "[..], &b"%error "[..]].iter().any(|end| line.strip_prefix(*end).is_some_and(|r| block_tag(r) == tag)) {
-                return Ok(());
+                if let Some(rest) = line.strip_prefix(b"%begin ") {
+                    break (block_tag(rest), rest.split(|&b| b == b' ').nth(2).is_some_and(|f| f.trim_ascii() == b"1"));
+                }
+                if line.starts_with(b"%exit") {
+                    return Err(eof());
+                }
+            };
+            let mut body = Vec::new();
+            let error = loop {
+                line.clear();
+                if self.stdout.read_until(b'\n', &mut line).await? == 0 {
+                    return Err(eof());
+                }
+                if let Some(error) = [(&b"%end "[..], false), (&b"%error "[..], true)]
+                    .into_iter()
+                    .find_map(|(end, error)| line.strip_prefix(end).is_some_and(|r| block_tag(r) == tag).then_some(error))
+                {
+                    break error;
+                }
+                body.extend_from_slice(&line);
+            };
+            if ours {
+                return Ok((error, String::from_utf8_lossy(&body).into_owned()));
             }
         }
-    }
-
-    /// Runs one command; `(true, message)` when tmux reported an error.
-    async fn call(&mut self, cmd: &str) -> std::io::Result<(bool, String)> {
-        self.stdin.write_all(format!("{cmd}\n").as_bytes()).await?;
-        self.read_block().await
     }
 
     /// Several commands in one write; each answers with its own block.
@@ -296,16 +279,13 @@ impl Tmux {
 
     /// A command through the control client, else a spawned client.
     async fn call(&self, args: &[&str]) -> Result<String> {
-        match self.via_control(args, true).await {
-            Some(r) => r,
-            None => self.run(args).await,
-        }
+        self.call_with(args, true).await
     }
 
-    /// For a command with an effect (keys): not run a second time when the
-    /// control client was lost after sending it.
-    async fn call_once(&self, args: &[&str]) -> Result<String> {
-        match self.via_control(args, false).await {
+    /// `rerun` false for a command with an effect (keys): not run a second
+    /// time by spawning when the control client was lost after sending it.
+    async fn call_with(&self, args: &[&str], rerun: bool) -> Result<String> {
+        match self.via_control(args, rerun).await {
             Some(r) => r,
             None => self.run(args).await,
         }
@@ -463,7 +443,7 @@ impl Tmux {
     pub async fn keys(&self, keys: &[&str]) -> Result<()> {
         let mut a = vec!["send-keys", "-t", TARGET];
         a.extend_from_slice(keys);
-        self.call_once(&a).await.map(|_| ())
+        self.call_with(&a, false).await.map(|_| ())
     }
 
     /// Whether a human client is attached (deliveries then wait their turn).
