@@ -551,11 +551,11 @@ impl Peer {
                 self.schedule(now + cfg.tick.as_millis() as u64);
             }
             Verdict::Death => {
-                let status = pane.and_then(|p| p.status).map(|s| s.to_string()).unwrap_or_else(|| "gone".into());
+                let exit = Pane::exit(pane.as_ref());
                 if let Some(g) = self.gate.take() {
                     self.requeue(&g.task);
                 }
-                self.end_session(&format!("exited status={status}"), true, false).await;
+                self.end_session(&format!("exited {exit}"), true, false).await;
             }
             Verdict::Halt => self.end_session("operator-stop", false, false).await,
             Verdict::Reap { cause, park } => self.end_session(cause, false, park).await,
@@ -857,6 +857,11 @@ impl Peer {
         let home = std::fs::canonicalize(&self.sh.root.path).unwrap_or_else(|_| self.sh.root.path.clone());
         env.insert("PEERSPOOL_HOME".into(), home.display().to_string());
         env.insert("PEERSPOOL_PEER".into(), self.name.clone());
+        // An absolute path for `"$PEERSPOOL_BIN" reply`: agents run tools in
+        // login shells, and /etc/profile may reset PATH (codex does).
+        if let Ok(exe) = std::env::current_exe() {
+            env.insert("PEERSPOOL_BIN".into(), exe.display().to_string());
+        }
         self.tmux.kill().await;
         let launch = Launch { cwd: &p.cwd, argv: &argv, env, env_remove: rt.env_remove() };
         let now = now_ms();
@@ -878,8 +883,8 @@ impl Peer {
                 if let Screen::Fatal(r) = rt.screen(&screen) {
                     return Err(r);
                 }
-                let status = pane.and_then(|p| p.status).map(|s| s.to_string()).unwrap_or_else(|| "?".into());
-                return Err(format!("program exited during boot (status {status}): {}", last_lines(&screen, 2)));
+                let exit = Pane::exit(pane.as_ref());
+                return Err(format!("program exited during boot ({exit}): {}", last_lines(&screen, 2)));
             }
             match rt.screen(&screen) {
                 Screen::Ready => return Ok(()),

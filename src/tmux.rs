@@ -193,7 +193,48 @@ fn quote(arg: &str) -> Option<String> {
 pub struct Pane {
     pub dead: bool,
     pub status: Option<i32>,
+    /// The signal that ended the program (tmux leaves `status` empty then).
+    pub signal: Option<i32>,
     pub pid: Option<u32>,
+}
+
+impl Pane {
+    /// How the program ended, for logs: `status=N`, `signal=SIGKILL`.
+    pub fn exit(pane: Option<&Pane>) -> String {
+        match pane {
+            Some(Pane { signal: Some(n), .. }) => format!("signal={}", signal_name(*n)),
+            Some(Pane { status: Some(s), .. }) => format!("status={s}"),
+            _ => "gone".into(),
+        }
+    }
+}
+
+/// One `list-panes` line: dead flag, exit status, signal, pid (fields
+/// empty where they do not apply).
+fn parse_pane(line: &str) -> Option<Pane> {
+    let mut it = line.lines().next()?.trim().split('|');
+    let dead = it.next()? == "1";
+    let num = |s: Option<&str>| s.and_then(|s| s.trim().parse::<i32>().ok());
+    let (status, signal) = (num(it.next()), num(it.next()));
+    let pid = it.next().and_then(|s| s.trim().parse().ok());
+    let (status, signal) = if dead { (status, signal) } else { (None, None) };
+    Some(Pane { dead, status, signal, pid })
+}
+
+fn signal_name(n: i32) -> String {
+    let name = match n {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGBUS => "SIGBUS",
+        _ => return n.to_string(),
+    };
+    name.into()
 }
 
 /// What a session is started with.
@@ -369,15 +410,8 @@ impl Tmux {
     }
 
     pub async fn pane(&self) -> Option<Pane> {
-        let out = self.call(&["list-panes", "-t", TARGET, "-F", "#{pane_dead} #{pane_dead_status} #{pane_pid}"]).await.ok()?;
-        let mut it = out.split_whitespace();
-        let dead = it.next()? == "1";
-        let (status, pid) = if dead {
-            (it.next().and_then(|s| s.parse().ok()), it.next().and_then(|s| s.parse().ok()))
-        } else {
-            (None, it.next().and_then(|s| s.parse().ok()))
-        };
-        Some(Pane { dead, status, pid })
+        let out = self.call(&["list-panes", "-t", TARGET, "-F", "#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}|#{pane_pid}"]).await.ok()?;
+        parse_pane(&out)
     }
 
     /// The visible screen as plain text (`-e` adds SGR for ghost-text checks).
@@ -491,6 +525,18 @@ impl Tmux {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pane_exit_by_status_or_signal() {
+        let by_signal = parse_pane("1||9|4242\n").unwrap();
+        assert_eq!(by_signal, Pane { dead: true, status: None, signal: Some(9), pid: Some(4242) });
+        assert_eq!(Pane::exit(Some(&by_signal)), "signal=SIGKILL");
+        let by_status = parse_pane("1|3||4242").unwrap();
+        assert_eq!(Pane::exit(Some(&by_status)), "status=3");
+        let live = parse_pane("0|||77").unwrap();
+        assert_eq!((live.dead, live.pid), (false, Some(77)));
+        assert_eq!(Pane::exit(None), "gone");
+    }
 
     #[test]
     fn text_quoting_keeps_every_byte_literal() {

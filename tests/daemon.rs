@@ -129,6 +129,19 @@ fn crash_loop_guard_trips_and_tasks_stay_queued() {
 }
 
 #[test]
+fn a_program_killed_by_a_signal_is_logged_with_the_signal() {
+    let mut e = Env::new();
+    e.var("PEERSPOOL_CRASHLOOP_MAX", "1");
+    e.add_peer("sig", &PeerOpts { argv: Some(vec!["sh".into(), "-c".into(), "kill -KILL $$".into()]), ..Default::default() });
+    e.start_daemon();
+    e.send("sig", "x");
+    wait_for("the death", T, || e.lifecycle().contains("event=death"));
+    let l = e.lifecycle();
+    assert!(l.contains("signal=SIGKILL"), "the signal is named: {l}");
+    assert!(!l.contains("exited status="), "no status for a signal death: {l}");
+}
+
+#[test]
 fn missing_command_fails_wake_with_reason() {
     let mut e = Env::new();
     e.add_peer("ghost", &PeerOpts { argv: Some(vec!["/nonexistent/agent-binary".into(), "--x".into()]), ..Default::default() });

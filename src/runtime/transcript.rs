@@ -147,18 +147,40 @@ pub fn newest_entry(files: &[(PathBuf, SystemTime)]) -> Option<SystemTime> {
     best
 }
 
+/// What a Codex session file's first line says so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodexHead {
+    /// A `session_meta` line with this cwd.
+    Cwd(PathBuf),
+    /// A complete first line that is not a session start: final.
+    Other,
+    /// No complete first line yet: codex creates the file empty and
+    /// writes `session_meta` a moment later, so ask again.
+    Incomplete,
+}
+
 /// The `cwd` in a Codex session file's first line (`session_meta`).
-pub fn codex_session_cwd(path: &Path) -> Option<PathBuf> {
-    let f = File::open(path).ok()?;
+pub fn codex_session_head(path: &Path) -> CodexHead {
+    let Ok(f) = File::open(path) else { return CodexHead::Incomplete };
     let mut first = Vec::new();
     // The first line holds the base instructions: a few KiB, bounded here.
     let mut r = std::io::BufReader::new(f.take(4 * 1024 * 1024));
-    std::io::BufRead::read_until(&mut r, b'\n', &mut first).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(first.trim_ascii_end()).ok()?;
-    if v["type"] != "session_meta" {
-        return None;
+    if std::io::BufRead::read_until(&mut r, b'\n', &mut first).is_err() || !first.ends_with(b"\n") {
+        return CodexHead::Incomplete;
     }
-    v["payload"]["cwd"].as_str().map(PathBuf::from)
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(first.trim_ascii_end()) else { return CodexHead::Other };
+    match v["payload"]["cwd"].as_str() {
+        Some(c) if v["type"] == "session_meta" => CodexHead::Cwd(PathBuf::from(c)),
+        _ => CodexHead::Other,
+    }
+}
+
+/// The cwd a Codex session file started in, once its first line is there.
+pub fn codex_session_cwd(path: &Path) -> Option<PathBuf> {
+    match codex_session_head(path) {
+        CodexHead::Cwd(c) => Some(c),
+        _ => None,
+    }
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {
@@ -177,7 +199,13 @@ pub fn codex_session_for(sessions: &Path, cwd: &Path, seen: &mut BTreeMap<PathBu
 pub fn codex_session_in(mut files: Vec<(PathBuf, SystemTime)>, cwd: &Path, seen: &mut BTreeMap<PathBuf, bool>) -> Option<(PathBuf, SystemTime)> {
     files.sort_by_key(|f| std::cmp::Reverse(f.1));
     for (p, t) in files {
-        let hit = *seen.entry(p.clone()).or_insert_with(|| codex_session_cwd(&p).is_some_and(|c| same_dir(&c, cwd)));
+        let hit = match seen.get(&p) {
+            Some(v) => *v,
+            None => match codex_session_head(&p) {
+                CodexHead::Incomplete => false,
+                head => *seen.entry(p.clone()).or_insert(matches!(head, CodexHead::Cwd(c) if same_dir(&c, cwd))),
+            },
+        };
         if hit {
             return Some((p, t));
         }
@@ -366,6 +394,23 @@ mod tests {
         let took = start.elapsed();
         println!("last_entry_time on a {} MB file: {:?}", std::fs::metadata(&p).unwrap().len() / (1024 * 1024), took);
         assert_eq!(ts_ms(t.unwrap()), 1795752066228);
+    }
+
+    #[test]
+    fn codex_session_created_empty_is_matched_once_its_meta_is_written() {
+        let d = tempfile::tempdir().unwrap();
+        let day = d.path().join("sessions/2026/12/01");
+        std::fs::create_dir_all(&day).unwrap();
+        let f = day.join("rollout-x.jsonl");
+        let mut seen = BTreeMap::new();
+        let root = d.path().join("sessions");
+        std::fs::write(&f, "").unwrap();
+        assert!(codex_session_for(&root, d.path(), &mut seen).is_none());
+        let meta = serde_json::json!({"type": "session_meta", "payload": {"cwd": d.path()}}).to_string();
+        std::fs::write(&f, &meta).unwrap();
+        assert!(codex_session_for(&root, d.path(), &mut seen).is_none(), "a first line still being written is not judged");
+        std::fs::write(&f, format!("{meta}\n")).unwrap();
+        assert_eq!(codex_session_for(&root, d.path(), &mut seen).unwrap().0, f, "the early look was not cached as a miss");
     }
 
     #[test]
