@@ -755,6 +755,9 @@ impl Peer {
         let _ = self.st.set_current(Some(&cur));
         let queued_ms = std::fs::metadata(self.spool.cur.join(name)).and_then(|m| m.modified()).map(crate::state::ms).unwrap_or(0);
         let act0 = self.activity_ms();
+        // The task's turn can end before the confirmation is seen (a fast
+        // model): a turn end is ours when it comes after the paste began.
+        let pasted_at = now_ms();
         let result = deliver(&self.tmux, rt.as_ref(), &text, recovered).await;
         let now = now_ms();
         let attempt = self.attempts.get(name).copied().unwrap_or(0) + 1;
@@ -768,7 +771,7 @@ impl Peer {
                 ]);
                 if let Some(s) = self.session.as_mut() {
                     s.delivered += 1;
-                    s.last_delivery_ms = Some(now);
+                    s.last_delivery_ms = Some(pasted_at);
                     if s.task.is_none() && self.profile.as_ref().is_some_and(|p| p.wake_policy == WakePolicy::Ephemeral) {
                         s.task = Some(task.id.clone());
                     }

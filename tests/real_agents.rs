@@ -7,6 +7,7 @@ mod common;
 mod models;
 mod real;
 
+use common::wait_for;
 use real::{Kind, Real};
 use std::time::Duration;
 
@@ -56,4 +57,88 @@ fn claude_round_trip() {
 #[test]
 fn codex_round_trip() {
     round_trip(Kind::Codex, "codex_round_trip");
+}
+
+fn woke(r: &Real, id: &str) -> String {
+    let l = delivered(r, id);
+    l.split_whitespace().find_map(|f| f.strip_prefix("woke=")).unwrap_or("?").to_string()
+}
+
+/// A session's life: a daemon restart adopts it, an idle reap parks it
+/// and the next task resumes the conversation (the model sees the earlier
+/// turns), a session killed from outside is woken again.
+fn lifecycle(kind: Kind, test: &str) {
+    let Some(mut r) = Real::new(kind, test) else { return };
+    r.add("agent", true, &["--idle-secs", "5"]);
+    r.e.start_daemon();
+    let id1 = r.e.send("agent", "first");
+    assert_eq!(r.await_reply(&id1, Duration::from_secs(120)), Real::ack(&id1, "first", 1));
+
+    r.e.stop_daemon();
+    assert!(r.e.session_alive("agent"), "the session outlives a daemon stop");
+    r.e.start_daemon();
+    let id2 = r.e.send("agent", "second, after a restart");
+    assert_eq!(r.await_reply(&id2, TURN), Real::ack(&id2, "second, after a restart", 2));
+    assert_eq!(woke(&r, &id2), "no", "the live session was adopted: {}", r.e.delivery());
+
+    wait_for("idle reap", Duration::from_secs(30), || r.e.lifecycle().contains("event=reap cause=idle"));
+    assert!(!r.e.session_alive("agent"));
+    let id3 = r.e.send("agent", "third, resumed");
+    assert_eq!(r.await_reply(&id3, TURN), Real::ack(&id3, "third, resumed", 3), "the resumed model saw the earlier turns");
+    assert_eq!(woke(&r, &id3), "resume");
+
+    let sock = r.e.socket("agent");
+    peerspool::tmux::Tmux::new(sock).kill_server_blocking();
+    wait_for("the death noticed", Duration::from_secs(20), || r.e.lifecycle().contains("event=death"));
+    let id4 = r.e.send("agent", "fourth, after a kill");
+    let got = r.await_reply(&id4, TURN);
+    assert!(got.starts_with(&format!("ack id={id4} len=20 ")), "{got}");
+    assert_ne!(woke(&r, &id4), "no");
+    println!("{}", r.e.lifecycle());
+    r.e.stop_daemon();
+}
+
+#[test]
+fn claude_lifecycle() {
+    lifecycle(Kind::Claude, "claude_lifecycle");
+}
+
+#[test]
+fn codex_lifecycle() {
+    lifecycle(Kind::Codex, "codex_lifecycle");
+}
+
+/// An ephemeral worker: three queued tasks, three fresh sessions, each
+/// reaped by the installed turn-end hook (not by the quiet timer).
+fn ephemeral(kind: Kind, test: &str) {
+    let Some(mut r) = Real::new(kind, test) else { return };
+    r.add("worker", true, &["--ephemeral", "--quiet-secs", "120"]);
+    let hooks = match kind {
+        Kind::Claude => r.e.ok(&["hooks", "install", "claude", "--peer", "worker"]),
+        Kind::Codex => r.e.ok(&["hooks", "install", "codex", "--peer", "worker"]),
+    };
+    assert!(hooks.starts_with("installed"), "{hooks}");
+    let ids: Vec<String> = (1..=3).map(|i| r.e.send("worker", &format!("job {i}"))).collect();
+    r.e.start_daemon();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(r.await_reply(id, Duration::from_secs(120)), Real::ack(id, &format!("job {}", i + 1), 1), "a fresh session per task");
+    }
+    wait_for("three reaps", Duration::from_secs(30), || r.e.lifecycle().matches("event=reap").count() == 3);
+    let l = r.e.lifecycle();
+    assert_eq!(l.matches("event=reap cause=turn-end").count(), 3, "each reaped by the hook:\n{l}");
+    assert_eq!(l.matches("event=wake mode=fresh").count(), 3, "{l}");
+    let order: Vec<&str> = l.lines().filter(|x| x.contains("event=wake ")).filter_map(|x| x.split("task=").nth(1)?.split_whitespace().next()).collect();
+    assert_eq!(order, ids.iter().map(String::as_str).collect::<Vec<_>>(), "in order");
+    assert!(!l.contains("event=death"), "{l}");
+    r.e.stop_daemon();
+}
+
+#[test]
+fn claude_ephemeral_reaped_by_turn_end_hook() {
+    ephemeral(Kind::Claude, "claude_ephemeral_reaped_by_turn_end_hook");
+}
+
+#[test]
+fn codex_ephemeral_reaped_by_turn_end_hook() {
+    ephemeral(Kind::Codex, "codex_ephemeral_reaped_by_turn_end_hook");
 }
