@@ -129,6 +129,30 @@ pub fn retry_backoff_ms(attempt: u32) -> u64 {
 
 pub const MAX_DELIVERY_ATTEMPTS: u32 = 3;
 
+/// Why a wake failed, by who can fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WakeError {
+    /// Only the operator can fix it (not logged in, missing cwd): the
+    /// peer is blocked at once, not retried, not counted as a death.
+    Setup(String),
+    /// Anything else: counted as a death, retried with backoff.
+    Failed(String),
+}
+
+impl WakeError {
+    pub fn reason(&self) -> &str {
+        match self {
+            WakeError::Setup(r) | WakeError::Failed(r) => r,
+        }
+    }
+}
+
+impl From<String> for WakeError {
+    fn from(r: String) -> Self {
+        WakeError::Failed(r)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

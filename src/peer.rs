@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::deliver::{deliver, envelope};
 use crate::format::{parse_task, Task};
 use crate::head::{Head, Listing};
-use crate::lifecycle::{self, Timers, Verdict, View, WakeInputs};
+use crate::lifecycle::{self, Timers, Verdict, View, WakeError, WakeInputs};
 use crate::logfmt::Log;
 use crate::outbox::{self, Outcome, Routed};
 use crate::profile::{Profile, WakePolicy};
@@ -291,6 +291,8 @@ impl Peer {
                 self.profile_error_logged = false;
                 if !first {
                     self.lifecycle(&[("event", "profile-reloaded")]);
+                    // A changed profile may be the fix: let it be tried.
+                    self.st.set_setup_block(None);
                 }
             }
             Err(e) => {
@@ -579,6 +581,15 @@ impl Peer {
 
     /// Closes the session and records why. A death feeds the crash-loop
     /// guard; a reap does not; a parking reap leaves the resume mark.
+    /// Kills the session and forgets it, with no verdict of its own.
+    async fn discard_session(&mut self) {
+        self.tmux.kill().await;
+        self.session = None;
+        self.live_pane = None;
+        let _ = self.st.set_session(None);
+        let _ = self.st.set_current(None);
+    }
+
     async fn end_session(&mut self, cause: &str, death: bool, park: bool) {
         let last = self.tmux.capture(false).await.ok().map(|s| last_lines(&s, 2)).unwrap_or_default();
         self.tmux.kill().await;
@@ -687,6 +698,8 @@ impl Peer {
                 Some(p) => format!("runtime {} has no adapter in this build", p.runtime.as_str()),
                 None => "peer.json is invalid".to_string(),
             })
+        } else if let Some(why) = self.st.setup_block() {
+            Some(self.setup_blocked(&why))
         } else if let Some(until) = lifecycle::crashloop_until(&self.st.deaths(), now, cfg.crashloop_max, cfg.crashloop_window.as_millis() as u64) {
             self.schedule(until);
             Some(format!("crash-loop: {} deaths within {}s; waking again after {}", cfg.crashloop_max, cfg.crashloop_window.as_secs(), crate::logfmt::iso8601(crate::state::from_ms(until))))
@@ -709,6 +722,11 @@ impl Peer {
                 true
             }
         }
+    }
+
+    /// What status shows for a setup block, with the way out.
+    fn setup_blocked(&self, why: &str) -> String {
+        format!("wake failed: {why}; fix it, then run `peerspool start {}`", self.name)
     }
 
     async fn deliver_tasks(&mut self, cfg: &Config) {
@@ -836,7 +854,18 @@ impl Peer {
                 }
                 Ok(mode)
             }
-            Err(why) => {
+            Err(WakeError::Setup(why)) => {
+                let boot_ms = started.elapsed().as_millis().to_string();
+                self.lifecycle(&[("event", "wake-failed"), ("mode", mode.as_str()), ("task", &task.id), ("reason", &why), ("boot_ms", &boot_ms), ("blocked", "yes")]);
+                // Retrying cannot change this verdict: no death, no retry.
+                self.st.set_setup_block(Some(&why));
+                let shown = self.setup_blocked(&why);
+                self.st.set_blocked(Some(&shown));
+                self.blocked_logged = Some(shown);
+                self.discard_session().await;
+                Err(why)
+            }
+            Err(WakeError::Failed(why)) => {
                 self.lifecycle(&[("event", "wake-failed"), ("mode", mode.as_str()), ("task", &task.id), ("reason", &why), ("boot_ms", &started.elapsed().as_millis().to_string())]);
                 // Shown by `peerspool status` until a wake succeeds.
                 self.st.set_blocked(Some(&format!("wake failed: {why}")));
@@ -851,9 +880,9 @@ impl Peer {
         }
     }
 
-    async fn boot(&mut self, cfg: &Config, p: &Profile, rt: &dyn Runtime, mode: WakeMode) -> Result<(), String> {
+    async fn boot(&mut self, cfg: &Config, p: &Profile, rt: &dyn Runtime, mode: WakeMode) -> Result<(), WakeError> {
         if !p.cwd.is_dir() {
-            return Err(format!("cwd {} does not exist", p.cwd.display()));
+            return Err(WakeError::Setup(format!("cwd {} does not exist", p.cwd.display())));
         }
         let argv = rt.argv(mode);
         let mut env: BTreeMap<String, String> = p.env.clone();
@@ -872,26 +901,29 @@ impl Peer {
         self.session = Some(sess.clone());
         self.live_pane = None;
         let _ = self.st.set_session(Some(&sess));
-        self.tmux.start(&launch).await.map_err(|e| format!("tmux: {e}"))?;
+        self.tmux.start(&launch).await.map_err(|e| WakeError::Failed(format!("tmux: {e}")))?;
         let deadline = Instant::now() + cfg.boot_deadline;
         let mut gap = Duration::from_millis(10);
         let mut last_dialog = None;
         loop {
             if self.sh.stopping() {
-                return Err("daemon stopping".into());
+                return Err(WakeError::Failed("daemon stopping".into()));
             }
             let pane = self.tmux.pane().await;
             let screen = self.tmux.capture(false).await.unwrap_or_default();
             if pane.as_ref().is_none_or(|p| p.dead) {
-                if let Screen::Fatal(r) = rt.screen(&screen) {
-                    return Err(r);
+                match rt.screen(&screen) {
+                    Screen::Fatal(r) => return Err(WakeError::Failed(r)),
+                    Screen::Setup(r) => return Err(WakeError::Setup(r)),
+                    _ => {}
                 }
                 let exit = Pane::exit(pane.as_ref());
-                return Err(format!("program exited during boot ({exit}): {}", last_lines(&screen, 2)));
+                return Err(format!("program exited during boot ({exit}): {}", last_lines(&screen, 2)).into());
             }
             match rt.screen(&screen) {
                 Screen::Ready => return Ok(()),
-                Screen::Fatal(r) => return Err(r),
+                Screen::Fatal(r) => return Err(WakeError::Failed(r)),
+                Screen::Setup(r) => return Err(WakeError::Setup(r)),
                 Screen::Dialog { name, keys } => {
                     if last_dialog != Some(name) {
                         self.lifecycle(&[("event", "dialog"), ("dialog", name), ("keys", &keys.join("+"))]);
@@ -905,7 +937,7 @@ impl Peer {
                 Screen::Booting => {}
             }
             if Instant::now() >= deadline {
-                return Err(format!("boot deadline {}s passed: {}", cfg.boot_deadline.as_secs(), last_lines(&screen, 2)));
+                return Err(format!("boot deadline {}s passed: {}", cfg.boot_deadline.as_secs(), last_lines(&screen, 2)).into());
             }
             tokio::time::sleep(gap).await;
             gap = (gap * 2).min(Duration::from_millis(500));

@@ -183,6 +183,23 @@ impl PeerState {
         let _ = crate::root::write_private(&self.p("activity"), format!("{at}\n"));
     }
 
+    /// A wake verdict only the operator can change (not logged in): kept
+    /// across restarts, cleared by a changed profile or `peerspool start`.
+    pub fn setup_block(&self) -> Option<String> {
+        fs::read_to_string(self.p("setup-blocked")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    }
+
+    pub fn set_setup_block(&self, why: Option<&str>) {
+        match why {
+            Some(w) => {
+                let _ = crate::root::write_private(&self.p("setup-blocked"), format!("{w}\n"));
+            }
+            None => {
+                let _ = fs::remove_file(self.p("setup-blocked"));
+            }
+        }
+    }
+
     /// Why the last wake was refused or failed (crash-loop, boot failure).
     pub fn blocked(&self) -> Option<String> {
         fs::read_to_string(self.p("blocked")).ok().map(|s| s.trim().to_string())

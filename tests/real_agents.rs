@@ -22,11 +22,21 @@ fn delivered(r: &Real, id: &str) -> String {
 fn round_trip(kind: Kind, test: &str) {
     let Some(mut r) = Real::new(kind, test) else { return };
     r.add("agent", true, &[]);
+    // As if the daemon were started from inside an agent's session: such
+    // variables must not reach the peer (they can suppress its transcript).
+    r.e.var("CLAUDECODE", "1").var("CLAUDE_CODE_ENTRYPOINT", "cli");
     r.e.start_daemon();
     let id = r.e.send("agent", "What is 6*7?");
     let reply = r.await_reply(&id, Duration::from_secs(120));
     assert_eq!(reply, Real::ack(&id, "What is 6*7?", 1));
     assert!(delivered(&r, &id).contains("woke=fresh"), "{}", r.e.delivery());
+    let env = r.session_env("agent");
+    assert!(env.iter().any(|v| v == "PEERSPOOL_PEER=agent"), "read the session's environment: {env:?}");
+    assert!(env.iter().any(|v| v.starts_with("PEERSPOOL_BIN=/")), "an absolute path to reply with: {env:?}");
+    if kind == Kind::Claude {
+        let leaked: Vec<&String> = env.iter().filter(|v| v.starts_with("CLAUDECODE=") || v.starts_with("CLAUDE_CODE_ENTRYPOINT")).collect();
+        assert!(leaked.is_empty(), "inherited claude variables reached the session: {leaked:?}");
+    }
 
     let awkward = "-n starts with a dash\nsay \"quoted\" and 'single' $(echo no) `no` \\ end\n  indented line";
     let id2 = r.e.send("agent", awkward);
@@ -141,4 +151,44 @@ fn claude_ephemeral_reaped_by_turn_end_hook() {
 #[test]
 fn codex_ephemeral_reaped_by_turn_end_hook() {
     ephemeral(Kind::Codex, "codex_ephemeral_reaped_by_turn_end_hook");
+}
+
+/// A login screen (claude without its key approved, codex without a
+/// provider): the wake fails once, the peer is blocked with the reason at
+/// once, nothing is retried or counted as a death until the operator acts.
+fn not_logged_in(kind: Kind, test: &str) {
+    let Some(mut r) = Real::new(kind, test) else { return };
+    r.add("agent", false, &[]);
+    r.e.start_daemon();
+    let id = r.e.send("agent", "hello");
+    wait_for("the wake to fail", Duration::from_secs(90), || r.e.delivery().contains("outcome=wake-failed"));
+    let line = r.e.delivery().lines().find(|l| l.contains("outcome=wake-failed")).unwrap_or_default().to_string();
+    assert!(line.contains(&format!("task={id}")) && line.contains("error=\"not-logged-in"), "{line}");
+    wait_for("task back in the spool", Duration::from_secs(5), || r.e.count("agent", "spool/new") == 1);
+    let status: serde_json::Value = serde_json::from_str(&r.e.ok(&["status", "--json"])).unwrap();
+    let blocked = status["peers"][0]["blocked"].as_str().unwrap_or_default().to_string();
+    assert!(blocked.starts_with("wake failed: not-logged-in") && blocked.contains("peerspool start agent"), "status shows why and the way out: {status}");
+    // No retry, no crash-loop count: the verdict cannot change by itself.
+    std::thread::sleep(Duration::from_secs(3));
+    let l = r.e.lifecycle();
+    assert_eq!(l.matches("event=wake-failed").count(), 1, "{l}");
+    assert!(!l.contains("event=death"), "not a death: {l}");
+    if kind == Kind::Claude {
+        assert!(l.contains("dialog=trust-folder"), "the safe dialogs before it are answered: {l}");
+    }
+    // The operator's `start` lets it try again.
+    r.e.ok(&["start", "agent"]);
+    r.e.send("agent", "poke");
+    wait_for("a second attempt", Duration::from_secs(90), || r.e.lifecycle().matches("event=wake-failed").count() == 2);
+    r.e.stop_daemon();
+}
+
+#[test]
+fn claude_not_logged_in_blocks_at_once() {
+    not_logged_in(Kind::Claude, "claude_not_logged_in_blocks_at_once");
+}
+
+#[test]
+fn codex_not_logged_in_blocks_at_once() {
+    not_logged_in(Kind::Codex, "codex_not_logged_in_blocks_at_once");
 }

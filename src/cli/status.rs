@@ -94,6 +94,7 @@ pub fn set_stopped(root: &Root, peer: &str, stop: bool) -> anyhow::Result<i32> {
     st.set_stopped(stop)?;
     if !stop {
         st.clear_deaths();
+        st.set_setup_block(None);
         st.set_blocked(None);
     }
     println!("{peer}: {}", if stop { "stopped (tasks wait in the spool)" } else { "started" });

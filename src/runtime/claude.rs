@@ -47,22 +47,43 @@ impl Claude {
     }
 }
 
-/// Screens that must not be answered: the wake fails at once.
-fn fatal(s: &str) -> Option<String> {
+/// Screens that must not be answered: the wake fails at once; the
+/// operator's own (login, root) block the peer.
+fn fatal(s: &str) -> Option<Screen> {
     if s.contains("cannot be used with root/sudo privileges") {
-        return Some("claude refuses --dangerously-skip-permissions as root (inside a sandbox set IS_SANDBOX=1 in the peer's env)".into());
+        return Some(Screen::Setup("claude refuses --dangerously-skip-permissions as root (inside a sandbox set IS_SANDBOX=1 in the peer's env)".into()));
     }
     if s.contains("Detected a custom API key") {
-        return Some(format!("{NOT_LOGGED_IN}: claude asks whether to use the API key from the environment; answer it once in an interactive claude"));
+        return Some(Screen::Setup(format!("{NOT_LOGGED_IN}: claude asks whether to use the API key from the environment; answer it once in an interactive claude")));
     }
     let login = ["Not logged in", "Please run /login", "Select login method", "Claude account with subscription", "Anthropic Console account", "Paste code here", "Invalid API key", "OAuth error"];
     if let Some(hit) = login.iter().find(|m| s.contains(*m)) {
-        return Some(format!("{NOT_LOGGED_IN}: screen shows {hit:?}; run claude once by hand and log in"));
+        return Some(Screen::Setup(format!("{NOT_LOGGED_IN}: screen shows {hit:?}; run claude once by hand and log in")));
     }
     if s.contains("Unable to connect to Anthropic services") {
-        return Some("claude cannot reach Anthropic services (first-run check failed)".into());
+        return Some(Screen::Fatal("claude cannot reach Anthropic services (first-run check failed)".into()));
     }
     None
+}
+
+fn is_rule(l: &str) -> bool {
+    let t = l.trim();
+    t.chars().count() >= 8 && t.chars().all(|c| matches!(c, '─' | '━' | '╭' | '╮'))
+}
+
+/// The part of the screen the program is drawing now: its input box (the
+/// prompt framed by rules) and what is under it, or else the last box
+/// (a dialog). Transcript text above it, a resumed session's history
+/// included, is never judged: an old "Invalid API key" or "Enter to
+/// confirm" there says nothing about the live screen.
+pub fn live(screen: &str) -> String {
+    let lines: Vec<&str> = screen.lines().collect();
+    let boxed = (1..lines.len()).rev().find(|&p| lines[p].starts_with(GLYPH) && is_rule(lines[p - 1]) && lines[p + 1..].iter().any(|l| is_rule(l)));
+    let start = match boxed {
+        Some(p) => p - 1,
+        None => lines.iter().rposition(|l| is_rule(l)).unwrap_or(0),
+    };
+    lines[start..].join("\n")
 }
 
 /// A known boot dialog and the next key towards the safe answer.
@@ -100,9 +121,11 @@ pub fn composer(screen: &str) -> String {
     super::input_box(screen, &GLYPH.to_string(), |l| l.trim_start().starts_with(GLYPH), |l| l.trim_start().starts_with('─'))
 }
 
-pub fn classify(s: &str) -> Screen {
-    if let Some(r) = fatal(s) {
-        return Screen::Fatal(r);
+pub fn classify(screen: &str) -> Screen {
+    let live = live(screen);
+    let s = live.as_str();
+    if let Some(f) = fatal(s) {
+        return f;
     }
     if let Some(d) = dialog(s) {
         return d;
@@ -216,14 +239,14 @@ mod tests {
     fn login_screens_fail_the_wake() {
         for s in [screen!("not-logged-in-prompt"), screen!("api-key-confirm")] {
             match classify(s) {
-                Screen::Fatal(r) => assert!(r.starts_with("not-logged-in"), "{r}"),
+                Screen::Setup(r) => assert!(r.starts_with("not-logged-in"), "{r}"),
                 other => panic!("expected not-logged-in, got {other:?}"),
             }
         }
         for s in [screen!("offline-first-run"), screen!("offline-onboarding-apikey")] {
             assert!(matches!(classify(s), Screen::Fatal(r) if r.contains("cannot reach Anthropic")));
         }
-        assert!(matches!(classify("--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons"), Screen::Fatal(r) if r.contains("IS_SANDBOX")));
+        assert!(matches!(classify("--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons"), Screen::Setup(r) if r.contains("IS_SANDBOX")));
     }
 
     #[test]

@@ -44,12 +44,29 @@ impl Codex {
     }
 }
 
-fn fatal(s: &str) -> Option<String> {
+fn fatal(s: &str) -> Option<Screen> {
     let login = ["Sign in with ChatGPT", "Sign in with Device Code", "Sign in another way", "Provide your own API key", "Log in with ChatGPT"];
     login
         .iter()
         .find(|m| s.contains(*m))
-        .map(|hit| format!("{NOT_LOGGED_IN}: screen shows {hit:?}; run `codex login` (an OPENAI_API_KEY in the environment alone is not enough)"))
+        .map(|hit| Screen::Setup(format!("{NOT_LOGGED_IN}: screen shows {hit:?}; run `codex login` (an OPENAI_API_KEY in the environment alone is not enough)")))
+}
+
+/// Whether line `i` is the input row rather than a menu's cursor line.
+fn input_row(lines: &[&str], i: usize) -> bool {
+    lines[i].starts_with(GLYPH) && !lines[i][GLYPH.len()..].split_once(". ").is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// The part of the screen codex is drawing now: from the input row down
+/// when there is one, else the whole screen (onboarding and dialogs are
+/// drawn alone). History above the input row, a resumed session's
+/// included, is never judged.
+pub fn live(screen: &str) -> String {
+    let lines: Vec<&str> = screen.lines().collect();
+    match (0..lines.len()).rev().find(|&i| input_row(&lines, i)) {
+        Some(i) => lines[i..].join("\n"),
+        None => screen.to_string(),
+    }
 }
 
 fn dialog(s: &str) -> Option<Screen> {
@@ -75,9 +92,11 @@ pub fn composer(screen: &str) -> String {
     super::input_box(screen, GLYPH, |l| l.starts_with(GLYPH), |l| l.trim().is_empty())
 }
 
-pub fn classify(s: &str) -> Screen {
-    if let Some(r) = fatal(s) {
-        return Screen::Fatal(r);
+pub fn classify(screen: &str) -> Screen {
+    let live = live(screen);
+    let s = live.as_str();
+    if let Some(f) = fatal(s) {
+        return f;
     }
     if let Some(d) = dialog(s) {
         return d;
@@ -86,13 +105,12 @@ pub fn classify(s: &str) -> Screen {
         return Screen::Booting;
     }
     let lines: Vec<&str> = s.lines().collect();
-    let Some(i) = lines.iter().rposition(|l| l.starts_with(GLYPH)) else { return Screen::Booting };
     // A numbered choice under the cursor is a menu, not the input row.
-    let menu = lines[i][GLYPH.len()..].split_once(". ").is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    let Some(i) = lines.iter().rposition(|l| l.starts_with(GLYPH)) else { return Screen::Booting };
     // While starting, the row already shows but an Enter waits ("Waiting
     // for startup"); the status line (model · cwd) comes with the start.
     let started = lines[i + 1..].iter().any(|l| l.contains(" · "));
-    if !menu && started {
+    if input_row(&lines, i) && started {
         Screen::Ready
     } else {
         Screen::Booting
@@ -164,7 +182,7 @@ mod tests {
     #[test]
     fn login_screens_fail_the_wake() {
         for s in [screen!("login"), screen!("login-apikey-env")] {
-            assert!(matches!(classify(s), Screen::Fatal(r) if r.starts_with("not-logged-in")));
+            assert!(matches!(classify(s), Screen::Setup(r) if r.starts_with("not-logged-in")));
         }
     }
 

@@ -36,8 +36,13 @@ pub enum Screen {
     Ready,
     /// A known dialog: send these keys (one step), then look again.
     Dialog { name: &'static str, keys: Vec<&'static str> },
-    /// A screen we must not answer (e.g. login): the wake fails at once.
+    /// A screen we must not answer: the wake fails at once.
     Fatal(String),
+    /// A screen only the operator can fix (not logged in, refused as
+    /// root): the wake fails once and the peer stays blocked until the
+    /// profile changes or `peerspool start` clears it; retrying cannot
+    /// change the verdict, so it is not a death.
+    Setup(String),
 }
 
 pub trait Runtime: Send + Sync {

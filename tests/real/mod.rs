@@ -181,6 +181,14 @@ impl Real {
         out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
     }
 
+    /// The environment of the session's program.
+    pub fn session_env(&self, peer: &str) -> Vec<String> {
+        let out = Command::new("tmux").arg("-S").arg(self.e.socket(peer)).args(["list-panes", "-t", "peer", "-F", "#{pane_pid}"]).output();
+        let pid = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        environ.split(|&b| b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect()
+    }
+
     /// The ack the scripted model sends for a text it received intact.
     pub fn ack(id: &str, text: &str, seen: usize) -> String {
         let t = text.trim_end();
