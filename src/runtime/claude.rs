@@ -236,6 +236,21 @@ mod tests {
     }
 
     #[test]
+    fn history_above_the_input_box_is_not_judged() {
+        let resumed = screen!("resumed-continue");
+        let old = "❯ hello from peerspool test 1";
+        assert!(resumed.contains(old));
+        let noisy = resumed.replace(old, "❯ Invalid API key · Please run /login\n  Enter to confirm · Esc to cancel\n  Yes, I trust this folder");
+        assert_eq!(classify(&noisy), Screen::Ready);
+        // The live footer still counts.
+        assert!(matches!(classify(screen!("not-logged-in-prompt")), Screen::Setup(_)));
+        // A dialog drawn under history is judged alone.
+        let dialog = format!("{noisy}\n{}", screen!("bypass-permissions"));
+        assert!(live(&dialog).starts_with("───") && !live(&dialog).contains("Invalid API key"));
+        assert_eq!(classify(&dialog), Screen::Dialog { name: "bypass-permissions", keys: vec!["Down"] });
+    }
+
+    #[test]
     fn login_screens_fail_the_wake() {
         for s in [screen!("not-logged-in-prompt"), screen!("api-key-confirm")] {
             match classify(s) {

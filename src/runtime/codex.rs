@@ -187,6 +187,15 @@ mod tests {
     }
 
     #[test]
+    fn history_above_the_input_row_is_not_judged() {
+        let ready = screen!("ready");
+        let noisy = ready.replace("To get started", "› Sign in with ChatGPT · Press enter to continue · Trust this folder?\n  To get started");
+        assert_ne!(noisy, ready);
+        assert_eq!(classify(&noisy), Screen::Ready);
+        assert!(matches!(classify(screen!("login")), Screen::Setup(_)));
+    }
+
+    #[test]
     fn trust_dialog_is_not_the_input_row() {
         assert_eq!(classify(screen!("trust-folder")), Screen::Dialog { name: "trust-directory", keys: vec!["Enter"] });
         assert_eq!(classify(screen!("ready-after-trust")), Screen::Ready);
