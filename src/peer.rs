@@ -286,7 +286,7 @@ impl Peer {
                         self.lifecycle(&[("event", "profile-warning"), ("warning", &w)]);
                     }
                 }
-                self.runtime = crate::runtime::for_profile(&p).ok().map(Arc::from);
+                self.runtime = crate::runtime::for_peer(&p, &self.sh.root.peer_state(&self.name)).ok().map(Arc::from);
                 self.profile = Some(p);
                 self.profile_error_logged = false;
                 if !first {
@@ -889,6 +889,7 @@ impl Peer {
         let home = std::fs::canonicalize(&self.sh.root.path).unwrap_or_else(|_| self.sh.root.path.clone());
         env.insert("PEERSPOOL_HOME".into(), home.display().to_string());
         env.insert("PEERSPOOL_PEER".into(), self.name.clone());
+        env.extend(rt.session_env()?);
         // An absolute path for `"$PEERSPOOL_BIN" reply`: agents run tools in
         // login shells, and /etc/profile may reset PATH (codex does).
         if let Ok(exe) = std::env::current_exe() {

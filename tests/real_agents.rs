@@ -195,3 +195,26 @@ fn claude_not_logged_in_blocks_at_once() {
 fn codex_not_logged_in_blocks_at_once() {
     not_logged_in(Kind::Codex, "codex_not_logged_in_blocks_at_once");
 }
+
+/// Two codex peers with one HOME (one ~/.codex, as anyone with two codex
+/// peers has): each reply comes from the peer whose turn produced it.
+#[test]
+fn codex_peers_sharing_a_home_answer_as_themselves() {
+    let Some(mut r) = Real::new(Kind::Codex, "codex_peers_sharing_a_home_answer_as_themselves") else { return };
+    r.add("a", true, &[]);
+    let home = r.home("a");
+    let b_work = r.e.dir.path().join("work-b");
+    std::fs::create_dir_all(&b_work).unwrap();
+    r.add_with_home("b", &home, &b_work, &[]);
+    r.e.start_daemon();
+    let ida = r.e.send("a", "to a");
+    assert_eq!(r.await_reply(&ida, Duration::from_secs(120)), Real::ack(&ida, "to a", 1));
+    let idb = r.e.send("b", "to b");
+    assert_eq!(r.await_reply(&idb, Duration::from_secs(120)), Real::ack(&idb, "to b", 1));
+    assert_eq!(r.reply_to(&ida).unwrap()["from"], "a");
+    assert_eq!(r.reply_to(&idb).unwrap()["from"], "b", "b's turn answered as b");
+    let ida2 = r.e.send("a", "to a again");
+    assert_eq!(r.await_reply(&ida2, TURN), Real::ack(&ida2, "to a again", 2));
+    assert_eq!(r.reply_to(&ida2).unwrap()["from"], "a");
+    r.e.stop_daemon();
+}

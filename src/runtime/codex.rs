@@ -20,17 +20,68 @@ pub struct Codex {
     extras: Vec<String>,
     cwd: PathBuf,
     sessions: PathBuf,
+    /// The peer's own CODEX_HOME and the user's it borrows from.
+    overlay: Option<Overlay>,
     /// Each session file's "started in our cwd" verdict, read once.
     seen: Mutex<BTreeMap<PathBuf, bool>>,
     /// Our newest session file, looked up again every 2 s at most.
     found: transcript::Listing,
 }
 
+/// What a peer's own CODEX_HOME borrows from the user's: settings and
+/// login, never sessions, logs, history or the app-server's state.
+const BORROWED: &[&str] = &["config.toml", "auth.json", "AGENTS.md", "instructions.md", "prompts", "skills", "rules", "hooks.json"];
+
+/// A per-peer CODEX_HOME. Codex runs tools in one app-server per
+/// CODEX_HOME, which keeps the environment of the session that started
+/// it and outlives it: two peers sharing `~/.codex` would run each
+/// other's `peerspool reply` (as the wrong peer). Each peer gets a home of
+/// its own whose settings and login are links to the user's.
+#[derive(Debug, Clone)]
+pub struct Overlay {
+    pub source: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Overlay {
+    /// Links what is borrowed; leaves a file codex itself replaced.
+    pub fn prepare(&self) -> std::io::Result<()> {
+        crate::root::mkdir_private(&self.dir).map_err(std::io::Error::other)?;
+        for name in BORROWED {
+            let (from, to) = (self.source.join(name), self.dir.join(name));
+            let here = std::fs::symlink_metadata(&to);
+            if !from.exists() {
+                if here.is_ok_and(|m| m.file_type().is_symlink()) {
+                    std::fs::remove_file(&to)?;
+                }
+                continue;
+            }
+            match here {
+                Ok(m) if m.file_type().is_symlink() => {
+                    if std::fs::read_link(&to)? != from {
+                        std::fs::remove_file(&to)?;
+                        std::os::unix::fs::symlink(&from, &to)?;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => std::os::unix::fs::symlink(&from, &to)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Codex {
     pub fn new(p: &Profile) -> Self {
         let (program, extras) = program_and_extras(p, BIN_ENV, "codex");
         let home = session_dir(p, "CODEX_HOME", ".codex");
-        Codex { program, extras, cwd: p.cwd.clone(), sessions: home.join("sessions"), seen: Mutex::new(BTreeMap::new()), found: transcript::Listing::new(std::time::Duration::from_secs(2)) }
+        Codex { program, extras, cwd: p.cwd.clone(), sessions: home.join("sessions"), overlay: None, seen: Mutex::new(BTreeMap::new()), found: transcript::Listing::new(std::time::Duration::from_secs(2)) }
+    }
+
+    /// The adapter for a peer whose CODEX_HOME is `dir` (see `Overlay`).
+    pub fn isolated(p: &Profile, dir: PathBuf) -> Self {
+        let source = session_dir(p, "CODEX_HOME", ".codex");
+        Codex { sessions: dir.join("sessions"), overlay: Some(Overlay { source, dir }), ..Codex::new(p) }
     }
 
     fn session(&self) -> Option<(PathBuf, SystemTime)> {
@@ -139,6 +190,12 @@ impl Runtime for Codex {
 
     fn screen(&self, pane: &str) -> Screen {
         classify(pane)
+    }
+
+    fn session_env(&self) -> Result<Vec<(String, String)>, String> {
+        let Some(o) = &self.overlay else { return Ok(vec![]) };
+        o.prepare().map_err(|e| format!("cannot prepare the peer's CODEX_HOME {}: {e}", o.dir.display()))?;
+        Ok(vec![("CODEX_HOME".into(), o.dir.display().to_string())])
     }
 
     fn activity(&self) -> Option<SystemTime> {

@@ -55,6 +55,11 @@ pub trait Runtime: Send + Sync {
         &[]
     }
     fn screen(&self, pane: &str) -> Screen;
+    /// Variables the session needs beyond the profile's, prepared just
+    /// before a wake (codex: the peer's own CODEX_HOME).
+    fn session_env(&self) -> Result<Vec<(String, String)>, String> {
+        Ok(vec![])
+    }
     /// The newest activity signal, if any has shown yet (cheap: mtimes).
     fn activity(&self) -> Option<SystemTime>;
     /// When the agent last did something, for idle decisions. Runtimes
@@ -156,6 +161,20 @@ pub fn for_profile(p: &Profile) -> Result<Box<dyn Runtime>, String> {
         RuntimeKind::Claude => Box::new(claude::Claude::new(p)),
         RuntimeKind::Codex => Box::new(codex::Codex::new(p)),
     })
+}
+
+/// The adapter for a peer the daemon runs, with `state` its private state
+/// directory (where a runtime keeps per-peer homes).
+pub fn for_peer(p: &Profile, state: &std::path::Path) -> Result<Box<dyn Runtime>, String> {
+    Ok(match p.runtime {
+        RuntimeKind::Codex => Box::new(codex::Codex::isolated(p, codex_home(state))),
+        _ => for_profile(p)?,
+    })
+}
+
+/// A codex peer's own CODEX_HOME under its state directory.
+pub fn codex_home(state: &std::path::Path) -> std::path::PathBuf {
+    state.join("codex-home")
 }
 
 /// The program and extra arguments for an agent runtime: `command` in the

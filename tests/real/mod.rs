@@ -123,8 +123,14 @@ impl Real {
     /// Adds a peer of this runtime with its own seeded HOME.
     pub fn add(&mut self, peer: &str, approved: bool, extra: &[&str]) {
         let home = self.seed_home(peer, approved);
+        let work = self.e.work.clone();
+        self.add_with_home(peer, &home, &work, extra);
+    }
+
+    /// Adds a peer with a given HOME and cwd.
+    pub fn add_with_home(&mut self, peer: &str, home: &Path, cwd: &Path, extra: &[&str]) {
         let mut args: Vec<String> = ["peer", "add", peer, "--runtime", self.kind.runtime()].map(String::from).to_vec();
-        args.extend(["--cwd".into(), self.e.work.display().to_string()]);
+        args.extend(["--cwd".into(), cwd.display().to_string()]);
         let mut env = vec![format!("HOME={}", home.display())];
         match self.kind {
             Kind::Claude => {
