@@ -77,3 +77,41 @@ fn doctor_reports_binary_version_and_login() {
     assert!(line(&out, "claude login").starts_with("ok"), "{out}");
     assert!(line(&out, "codex login").starts_with("ok"), "{out}");
 }
+
+/// `doctor` judges each peer's login as its session will see it: the
+/// peer's HOME, its env keys, an API key's approval, a custom provider.
+#[test]
+fn doctor_checks_each_peers_own_login() {
+    let e = Env::new();
+    let home = |n: &str| {
+        let h = e.dir.path().join(format!("home-{n}"));
+        std::fs::create_dir_all(h.join(".codex")).unwrap();
+        h
+    };
+    let key = "sk-ant-api03-peerspool-doctor-0123456789abcdefghij";
+    let approved = home("ok");
+    std::fs::write(approved.join(".claude.json"), serde_json::json!({"customApiKeyResponses": {"approved": [&key[key.len() - 20..]]}}).to_string()).unwrap();
+    let unapproved = home("ask");
+    let provider = home("prov");
+    std::fs::write(provider.join(".codex/config.toml"), "model_provider = \"fake\"\n[model_providers.fake]\nbase_url = \"http://127.0.0.1:9/v1\"\nenv_key = \"FAKE_KEY\"\n").unwrap();
+    let work = e.work.display().to_string();
+    let add = |name: &str, rt: &str, env: &[String]| {
+        let mut a: Vec<String> = ["peer", "add", name, "--runtime", rt, "--cwd", &work].map(String::from).to_vec();
+        for v in env {
+            a.extend(["--env".into(), v.clone()]);
+        }
+        e.ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+    add("c-ok", "claude", &[format!("HOME={}", approved.display()), format!("ANTHROPIC_API_KEY={key}")]);
+    add("c-ask", "claude", &[format!("HOME={}", unapproved.display()), format!("ANTHROPIC_API_KEY={key}")]);
+    add("x-ok", "codex", &[format!("HOME={}", provider.display()), "FAKE_KEY=x".into()]);
+    add("x-nokey", "codex", &[format!("HOME={}", provider.display())]);
+    let out = e.cmd(&["doctor"]).env("PEERSPOOL_CLAUDE_BIN", "/bin/true").env("PEERSPOOL_CODEX_BIN", "/bin/true")
+        .env_remove("ANTHROPIC_API_KEY").env_remove("FAKE_KEY").env_remove("CODEX_HOME").env_remove("CLAUDE_CONFIG_DIR").output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = |peer: &str| out.lines().find(|l| l.contains(&format!("peer {peer}:"))).unwrap_or_default().to_string();
+    assert!(line("c-ok").starts_with("ok") && line("c-ok").contains("ANTHROPIC_API_KEY is set"), "{out}");
+    assert!(line("c-ask").starts_with("warn") && line("c-ask").contains("not approved"), "{out}");
+    assert!(line("x-ok").starts_with("ok") && line("x-ok").contains("\"fake\""), "{out}");
+    assert!(line("x-nokey").starts_with("warn") && line("x-nokey").contains("FAKE_KEY"), "{out}");
+}

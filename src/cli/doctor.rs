@@ -1,3 +1,4 @@
+use peerspool::profile::Profile;
 use peerspool::root::Root;
 use peerspool::tmux::Tmux;
 
@@ -38,27 +39,44 @@ fn version(bin: &std::path::Path) -> Option<String> {
     out.lines().next().map(|l| l.trim().to_string()).filter(|l| !l.is_empty())
 }
 
-fn env_set(k: &str) -> bool {
-    std::env::var_os(k).is_some_and(|v| !v.is_empty())
+/// A variable as the session will see it: the profile's env first, then
+/// the environment `doctor` runs in (the daemon's, when run alike).
+fn var(p: Option<&Profile>, k: &str) -> Option<String> {
+    p.and_then(|p| p.env.get(k).cloned()).or_else(|| std::env::var(k).ok()).filter(|v| !v.is_empty())
 }
 
-fn home_dir(var: &str, fallback: &str) -> std::path::PathBuf {
-    std::env::var_os(var)
-        .filter(|v| !v.is_empty())
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(fallback))
+/// The profile for a peer-less check: nothing but the environment.
+fn dirs(p: Option<&Profile>, var: &str, fallback: &str) -> std::path::PathBuf {
+    match p {
+        Some(p) => peerspool::runtime::session_dir(p, var, fallback),
+        None => std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(fallback)),
+    }
 }
 
 /// Claude Code keeps OAuth credentials in `<config>/.credentials.json`
 /// (the macOS keychain on a Mac); an API key in the environment works
-/// after claude asked once whether to use it.
-fn claude_login() -> (bool, String) {
-    let creds = home_dir("CLAUDE_CONFIG_DIR", ".claude").join(".credentials.json");
+/// once it is approved in `~/.claude.json` (claude asks once).
+fn claude_login(p: Option<&Profile>) -> (bool, String) {
+    let creds = dirs(p, "CLAUDE_CONFIG_DIR", ".claude").join(".credentials.json");
     if creds.is_file() {
         return (true, format!("credentials in {}", creds.display()));
     }
-    if let Some(k) = ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"].into_iter().find(|k| env_set(k)) {
-        return (true, format!("{k} is set (claude asks once, interactively, whether to use an API key)"));
+    let base = var(p, "ANTHROPIC_BASE_URL").map(|u| format!(", endpoint {u}")).unwrap_or_default();
+    if let Some(k) = ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"].into_iter().find(|k| var(p, k).is_some()) {
+        let key = var(p, k).unwrap_or_default();
+        let home = p.map(peerspool::runtime::session_home).unwrap_or_else(|| std::env::var_os("HOME").unwrap_or_default().into());
+        let state = home.join(".claude.json");
+        let approved = std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .is_some_and(|v| v["customApiKeyResponses"]["approved"].as_array().is_some_and(|a| a.iter().any(|x| x.as_str().is_some_and(|x| !x.is_empty() && key.ends_with(x)))));
+        if k != "ANTHROPIC_API_KEY" || approved {
+            return (true, format!("{k} is set{base}"));
+        }
+        return (false, format!("{k} is set{base} but not approved in {}: claude asks once whether to use it (run claude there and answer Yes)", state.display()));
     }
     if cfg!(target_os = "macos") {
         return (false, format!("no {}; on macOS the login may be in the keychain: if a peer fails with not-logged-in, run claude and /login", creds.display()));
@@ -66,14 +84,27 @@ fn claude_login() -> (bool, String) {
     (false, format!("not logged in: no {} and no ANTHROPIC_API_KEY (run claude, then /login)", creds.display()))
 }
 
-/// Codex keeps its login in `$CODEX_HOME/auth.json`; an OPENAI_API_KEY in
+/// Codex keeps its login in `$CODEX_HOME/auth.json`; a custom model
+/// provider needs the variable its `env_key` names; an OPENAI_API_KEY in
 /// the environment alone still shows the sign-in screen (0.171).
-fn codex_login() -> (bool, String) {
-    let auth = home_dir("CODEX_HOME", ".codex").join("auth.json");
+fn codex_login(p: Option<&Profile>) -> (bool, String) {
+    let home = dirs(p, "CODEX_HOME", ".codex");
+    let auth = home.join("auth.json");
     if auth.is_file() {
         return (true, format!("credentials in {}", auth.display()));
     }
-    let hint = if env_set("OPENAI_API_KEY") { "OPENAI_API_KEY alone is not enough: run `codex login --with-api-key`" } else { "run `codex login`" };
+    let cfg = std::fs::read_to_string(home.join("config.toml")).ok().and_then(|s| s.parse::<toml_edit::DocumentMut>().ok());
+    if let Some(cfg) = cfg {
+        if let Some(name) = cfg.get("model_provider").and_then(|v| v.as_str()) {
+            let key = cfg.get("model_providers").and_then(|t| t.get(name)).and_then(|t| t.get("env_key")).and_then(|v| v.as_str());
+            return match key {
+                Some(k) if var(p, k).is_none() => (false, format!("model provider {name:?} needs {k}, which is not set")),
+                Some(k) => (true, format!("model provider {name:?} ({k} is set)")),
+                None => (true, format!("model provider {name:?}")),
+            };
+        }
+    }
+    let hint = if var(p, "OPENAI_API_KEY").is_some() { "OPENAI_API_KEY alone is not enough: run `codex login --with-api-key`" } else { "run `codex login`" };
     (false, format!("not logged in: no {} ({hint}; a keyring credential store is not checked)", auth.display()))
 }
 
@@ -141,14 +172,13 @@ pub fn run(root: &Root) -> anyhow::Result<i32> {
         }
         None => line(None, "daemon", "not running (start it: peerspool daemon, or as a service)".into()),
     }
-    let used: Vec<String> = peers
+    let profiles: Vec<(String, Profile)> = peers
         .iter()
-        .filter_map(|p| root.peer(p).ok())
-        .filter_map(|pp| peerspool::profile::Profile::load(&pp.profile()).ok())
-        .map(|p| p.runtime.as_str().to_string())
+        .filter_map(|name| Some((name.clone(), Profile::load(&root.peer(name).ok()?.profile()).ok()?)))
         .collect();
     for (rt, env) in [("claude", peerspool::runtime::claude::BIN_ENV), ("codex", peerspool::runtime::codex::BIN_ENV)] {
-        let needed = used.iter().any(|u| u == rt);
+        let users: Vec<&(String, Profile)> = profiles.iter().filter(|(_, p)| p.runtime.as_str() == rt).collect();
+        let needed = !users.is_empty();
         let bin = std::env::var(env).ok().filter(|b| !b.is_empty()).unwrap_or_else(|| rt.into());
         let Some(path) = which(&bin) else {
             let why = if needed { "a registered peer needs it" } else { "only needed for such peers" };
@@ -157,8 +187,16 @@ pub fn run(root: &Root) -> anyhow::Result<i32> {
         };
         let version = version(&path).unwrap_or_else(|| "version unknown (--version failed)".into());
         line(Some(true), rt, format!("{} ({version})", path.display()));
-        let (ok, how) = if rt == "claude" { claude_login() } else { codex_login() };
-        line(if ok { Some(true) } else { None }, &format!("{rt} login"), how);
+        let login = |p: Option<&Profile>| if rt == "claude" { claude_login(p) } else { codex_login(p) };
+        if users.is_empty() {
+            let (ok, how) = login(None);
+            line(if ok { Some(true) } else { None }, &format!("{rt} login"), how);
+        }
+        // Each peer as its session will see it: its HOME, its env.
+        for (name, p) in users {
+            let (ok, how) = login(Some(p));
+            line(if ok { Some(true) } else { None }, &format!("{rt} login"), format!("peer {name}: {how}"));
+        }
     }
     Ok(if bad > 0 { 1 } else { 0 })
 }
