@@ -20,6 +20,7 @@ pub mod state;
 pub mod tmux;
 pub mod wait;
 pub mod lifecycle;
+pub mod turn;
 pub mod runtime;
 pub mod deliver;
 pub mod watch;

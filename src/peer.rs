@@ -17,6 +17,9 @@ use crate::spool::{self, Limits, Queue};
 use crate::state::{now_ms, Current, Park, PeerState, Session, TOPICS_KEPT};
 use crate::tmux::{Launch, Pane, Tmux};
 use std::collections::{BTreeMap, HashMap, HashSet};
+mod turns;
+
+use crate::turn::TurnState;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{watch, Notify};
@@ -95,6 +98,8 @@ struct Peer {
     /// When `done/` pruning and `tmp/` sweeping are next due.
     housekeep_ms: u64,
     reconciled: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The live session's turn as last seen (see `peer::turns`).
+    turns: turns::TurnWatch,
 }
 
 /// How often (at most; the rescan interval if shorter) a peer prunes
@@ -150,6 +155,7 @@ pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
         next_ms: 0,
         housekeep_ms: 0,
         reconciled: Some(tx_reconciled),
+        turns: turns::TurnWatch::default(),
     };
     let poke2 = poke.clone();
     let join = tokio::spawn(async move { p.run(poke2).await });
@@ -541,7 +547,8 @@ impl Peer {
             stopped: self.st.stopped(),
             ephemeral: self.ephemeral(),
             woke_at_ms: sess.woke_at_ms,
-            last_activity_ms: last,
+            // Idle counts from the end of the last turn too.
+            last_activity_ms: last.max(self.turns.ended_ms),
             last_delivery_ms: sess.last_delivery_ms,
             armed_at_ms: sess.armed_at_ms,
             turn_end_ms: crate::hook::turn_end_ms(&self.sh.root, &self.name),
@@ -560,6 +567,21 @@ impl Peer {
                 self.end_session(&format!("exited {exit}"), true, false).await;
             }
             Verdict::Halt => self.end_session("operator-stop", false, false).await,
+            Verdict::Reap { cause, park } if cause != "turn-end" => {
+                // A turn in progress (a silent tool run too) is never idle.
+                let state = self.turn().await;
+                if state == TurnState::Ready {
+                    return self.end_session(cause, false, park).await;
+                }
+                if self.stuck(now).await {
+                    return;
+                }
+                if !self.turns.reap_deferred {
+                    self.turns.reap_deferred = true;
+                    self.lifecycle(&[("event", "reap-deferred"), ("cause", cause), ("state", state.as_str())]);
+                }
+                self.schedule(now + turns::REAP_RECHECK_MS);
+            }
             Verdict::Reap { cause, park } => self.end_session(cause, false, park).await,
         }
     }
@@ -583,6 +605,7 @@ impl Peer {
     /// guard; a reap does not; a parking reap leaves the resume mark.
     /// Kills the session and forgets it, with no verdict of its own.
     async fn discard_session(&mut self) {
+        self.reset_turn();
         self.tmux.kill().await;
         self.session = None;
         self.live_pane = None;
@@ -592,6 +615,7 @@ impl Peer {
 
     async fn end_session(&mut self, cause: &str, death: bool, park: bool) {
         let last = self.tmux.capture(false).await.ok().map(|s| last_lines(&s, 2)).unwrap_or_default();
+        self.reset_turn();
         self.tmux.kill().await;
         // Marks first, then the log line: a reader of the log may act on it.
         if park {
@@ -671,6 +695,15 @@ impl Peer {
         }
     }
 
+    /// The task `next_task` would take, without claiming it.
+    fn peek_task(&mut self) -> Option<String> {
+        if let Some(n) = spool::list(&self.spool.cur).ok()?.into_iter().find(|n| self.gate.as_ref().is_none_or(|g| &g.task != n)) {
+            return Some(n);
+        }
+        self.relist_if_needed(false).ok()?;
+        self.spool_head.first().cloned()
+    }
+
     fn judge(&mut self, name: &str, cfg: &Config) -> Option<Task> {
         let lim = Limits { max_bytes: cfg.max_bytes, ..Limits::default() };
         let stem = name.strip_suffix(".json").unwrap_or(name);
@@ -741,6 +774,17 @@ impl Peer {
             if self.session.is_none() && !self.may_wake(cfg) {
                 return;
             }
+            // One task per turn: a task waits in the queue, unclaimed, while
+            // the agent works, shows a dialog or holds someone's draft.
+            if self.session.is_some() {
+                let Some(head) = self.peek_task() else { return };
+                let state = self.turn().await;
+                let ours = state == TurnState::Draft && self.spool.cur.join(&head).exists() && self.draft_is_ours(&head, cfg);
+                if state != TurnState::Ready && !ours {
+                    self.wait_for_turn(&head, state);
+                    return;
+                }
+            }
             let Some((name, recovered)) = self.next_task(cfg) else { return };
             let Some(task) = self.judge(&name, cfg) else { continue };
             let mut woke = "no";
@@ -769,6 +813,14 @@ impl Peer {
         let fresh = self.session.as_ref().is_some_and(|s| s.mode == "fresh");
         let prompt = if first && fresh { self.profile.as_ref().and_then(|p| p.initial_prompt.clone()) } else { None };
         let text = envelope(task, prompt.as_deref());
+        let waited = self.end_wait();
+        // A retry or a recovered task pastes again only when the runtime's
+        // record proves the task did not arrive.
+        if recovered && rt.recorded(&text) == Some(true) {
+            self.delivery(&[("event", "deliver"), ("task", &task.id), ("outcome", "delivered"), ("woke", woke), ("confirm", "already-recorded")]);
+            self.finish_task(name, "delivered");
+            return true;
+        }
         let cur = Current { id: task.id.clone(), from: task.from.clone(), reply_to: task.reply_to.clone(), topic: task.topic.clone() };
         let _ = self.st.set_current(Some(&cur));
         let queued_ms = std::fs::metadata(self.spool.cur.join(name)).and_then(|m| m.modified()).map(crate::state::ms).unwrap_or(0);
@@ -780,13 +832,23 @@ impl Peer {
         let now = now_ms();
         let attempt = self.attempts.get(name).copied().unwrap_or(0) + 1;
         let latency = now.saturating_sub(queued_ms).to_string();
+        let (attempt_s, bytes_s) = (attempt.to_string(), task.text.len().to_string());
+        let (paste_s, confirm_s) = match &result {
+            Ok(t) => (t.paste_ms.to_string(), t.total_ms.to_string()),
+            Err(_) => (String::new(), String::new()),
+        };
         match result {
-            Ok(t) => {
-                self.delivery(&[
-                    ("event", "deliver"), ("task", &task.id), ("from", &task.from), ("outcome", "delivered"),
-                    ("woke", woke), ("attempt", &attempt.to_string()), ("bytes", &task.text.len().to_string()),
-                    ("paste_ms", &t.paste_ms.to_string()), ("confirm_ms", &t.total_ms.to_string()), ("latency_ms", &latency),
-                ]);
+            Ok(_) => {
+                let waited_ms = waited.map(|w| w.to_string());
+                let mut line = vec![
+                    ("event", "deliver"), ("task", task.id.as_str()), ("from", task.from.as_str()), ("outcome", "delivered"),
+                    ("woke", woke), ("attempt", &attempt_s), ("bytes", &bytes_s),
+                    ("paste_ms", &paste_s), ("confirm_ms", &confirm_s), ("latency_ms", &latency),
+                ];
+                if let Some(w) = &waited_ms {
+                    line.push(("waited_ms", w));
+                }
+                self.delivery(&line);
                 if let Some(s) = self.session.as_mut() {
                     s.delivered += 1;
                     s.last_delivery_ms = Some(pasted_at);

@@ -59,6 +59,23 @@ pub struct Profile {
     /// A human also types into this session (`peerspool attach`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub human: bool,
+    /// One turn running longer than this is reported as stuck.
+    #[serde(default = "default_max_turn_secs", skip_serializing_if = "is_default_max_turn")]
+    pub max_turn_secs: f64,
+    /// Reap a stuck turn's session (default: report only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reap_stuck: bool,
+}
+
+/// Four hours: generous, since agents run long builds and test suites.
+pub const DEFAULT_MAX_TURN_SECS: f64 = 4.0 * 3600.0;
+
+fn default_max_turn_secs() -> f64 {
+    DEFAULT_MAX_TURN_SECS
+}
+
+fn is_default_max_turn(v: &f64) -> bool {
+    *v == DEFAULT_MAX_TURN_SECS
 }
 
 impl Profile {
@@ -76,6 +93,8 @@ impl Profile {
             idle_secs: None,
             quiet_secs: None,
             human: false,
+            max_turn_secs: DEFAULT_MAX_TURN_SECS,
+            reap_stuck: false,
         }
     }
 
@@ -104,7 +123,7 @@ impl Profile {
                 return Err(format!("env key {k:?} is not a valid variable name"));
             }
         }
-        for (k, v) in [("idle_secs", self.idle_secs), ("quiet_secs", self.quiet_secs)] {
+        for (k, v) in [("idle_secs", self.idle_secs), ("quiet_secs", self.quiet_secs), ("max_turn_secs", Some(self.max_turn_secs))] {
             if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
                 return Err(format!("{k} must be a positive number"));
             }

@@ -49,6 +49,24 @@ pub struct Session {
     pub task: Option<String>,
 }
 
+/// What the live session is doing, as delivery last saw it, and the task
+/// that waits for it (shown by `status`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TurnView {
+    /// `ready`, `working`, `dialog`, `draft` (see `turn::TurnState`).
+    pub state: String,
+    pub since_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Waiting {
+    pub task: String,
+    pub since_ms: u64,
+    pub why: String,
+}
+
 /// Why a wake of a parked peer resumed: the park mark remembers topics.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Park {
@@ -181,6 +199,21 @@ impl PeerState {
 
     pub fn set_activity_ms(&self, at: u64) {
         let _ = crate::root::write_private(&self.p("activity"), format!("{at}\n"));
+    }
+
+    pub fn turn(&self) -> Option<TurnView> {
+        read_json(&self.p("turn.json"))
+    }
+
+    pub fn set_turn(&self, t: Option<&TurnView>) {
+        match t {
+            Some(t) => {
+                let _ = write_json(&self.p("turn.json"), t);
+            }
+            None => {
+                let _ = fs::remove_file(self.p("turn.json"));
+            }
+        }
     }
 
     /// A wake verdict only the operator can change (not logged in): kept

@@ -204,6 +204,41 @@ impl Runtime for Claude {
     fn confirmed_since(&self, mark: &Mark, text: &str) -> bool {
         transcript::claude_echo_since(mark, &self.sessions(), text)
     }
+
+    fn turn_record(&self) -> Option<crate::turn::Record> {
+        let files = transcript::jsonl_files(&self.project, false);
+        super::turns::claude_record(&transcript::newest(&files)?.0)
+    }
+
+    fn turn_screen(&self, plain: &str, solid: &str) -> crate::turn::ScreenTurn {
+        turn_screen(plain, solid)
+    }
+
+    fn recorded(&self, text: &str) -> Option<bool> {
+        Some(transcript::claude_echo_since(&Mark::default(), &self.sessions(), text))
+    }
+}
+
+/// Hints claude draws in an empty input box.
+const HINTS: &[&str] = &["Press up to edit queued messages"];
+
+pub fn turn_screen(plain: &str, solid: &str) -> crate::turn::ScreenTurn {
+    use crate::turn::ScreenTurn;
+    if matches!(classify(plain), Screen::Dialog { .. }) {
+        return ScreenTurn::Dialog;
+    }
+    let live = live(plain);
+    if live.contains("esc to interrupt") {
+        return ScreenTurn::Busy;
+    }
+    if live.contains("Enter to confirm") || live.contains("Esc to cancel") {
+        return ScreenTurn::Dialog;
+    }
+    let typed = composer(solid);
+    if !typed.is_empty() && !HINTS.contains(&typed.as_str()) {
+        return ScreenTurn::Draft;
+    }
+    ScreenTurn::Idle
 }
 
 #[cfg(test)]

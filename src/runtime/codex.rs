@@ -84,6 +84,12 @@ impl Codex {
         Codex { sessions: dir.join("sessions"), overlay: Some(Overlay { source, dir }), ..Codex::new(p) }
     }
 
+    /// Every rollout file this peer's sessions wrote (its own CODEX_HOME
+    /// holds only its own), for confirming a prompt.
+    fn rollouts(&self) -> Vec<PathBuf> {
+        transcript::jsonl_files(&self.sessions, true).into_iter().map(|(p, _)| p).collect()
+    }
+
     fn session(&self) -> Option<(PathBuf, SystemTime)> {
         let found = self.found.get(|| {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -224,6 +230,47 @@ impl Runtime for Codex {
     fn reenter(&self) -> bool {
         true
     }
+
+    fn mark(&self) -> Option<transcript::Mark> {
+        Some(transcript::Mark::take(&self.rollouts()))
+    }
+
+    /// Delivered means the turn started with it: a user prompt recorded.
+    fn confirmed_since(&self, mark: &transcript::Mark, text: &str) -> bool {
+        super::turns::codex_echo_since(mark, &self.rollouts(), text)
+    }
+
+    fn turn_record(&self) -> Option<crate::turn::Record> {
+        super::turns::codex_record(&self.session()?.0)
+    }
+
+    fn turn_screen(&self, plain: &str, solid: &str) -> crate::turn::ScreenTurn {
+        turn_screen(plain, solid)
+    }
+
+    fn recorded(&self, text: &str) -> Option<bool> {
+        Some(super::turns::codex_echo_since(&transcript::Mark::default(), &self.rollouts(), text))
+    }
+}
+
+/// How far above the input row the status ("Working … esc to interrupt")
+/// and queued-message lines are looked for.
+const STATUS_ABOVE: usize = 8;
+
+pub fn turn_screen(plain: &str, solid: &str) -> crate::turn::ScreenTurn {
+    use crate::turn::ScreenTurn;
+    let lines: Vec<&str> = plain.lines().collect();
+    let Some(i) = (0..lines.len()).rev().find(|&i| input_row(&lines, i)) else {
+        return if matches!(classify(plain), Screen::Dialog { .. }) || plain.contains("Press enter to continue") { ScreenTurn::Dialog } else { ScreenTurn::Busy };
+    };
+    let above: Vec<&str> = lines[..i].iter().rev().filter(|l| !l.trim().is_empty()).take(STATUS_ABOVE).copied().collect();
+    if above.iter().chain(&lines[i..]).any(|l| l.contains("esc to interrupt")) {
+        return ScreenTurn::Busy;
+    }
+    if !composer(solid).is_empty() {
+        return ScreenTurn::Draft;
+    }
+    ScreenTurn::Idle
 }
 
 #[cfg(test)]

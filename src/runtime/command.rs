@@ -50,6 +50,21 @@ impl Runtime for Command {
         }
     }
 
+    /// With a ready pattern: idle when it matches on the last line with
+    /// nothing typed after it, a draft when something is, busy otherwise.
+    /// Without one nothing can be told, so always idle.
+    fn turn_screen(&self, plain: &str, _solid: &str) -> crate::turn::ScreenTurn {
+        use crate::turn::ScreenTurn;
+        let Some(re) = &self.ready else { return ScreenTurn::Idle };
+        let Some(last) = plain.lines().rev().find(|l| !l.trim().is_empty()) else { return ScreenTurn::Busy };
+        match re.find(last) {
+            Some(m) if last[m.end()..].trim().is_empty() => ScreenTurn::Idle,
+            Some(_) => ScreenTurn::Draft,
+            None if re.is_match(&format!("{last} ")) => ScreenTurn::Idle,
+            None => ScreenTurn::Busy,
+        }
+    }
+
     fn has_activity(&self) -> bool {
         self.activity.is_some()
     }

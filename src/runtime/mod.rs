@@ -8,8 +8,10 @@ pub mod codex;
 pub mod command;
 pub mod hooks;
 pub mod transcript;
+pub mod turns;
 
 use crate::profile::{Profile, RuntimeKind};
+use crate::turn::{Record, ScreenTurn};
 use std::time::SystemTime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +101,22 @@ pub trait Runtime: Send + Sync {
     /// Whether a second Enter is safe when the first did not show.
     fn reenter(&self) -> bool {
         false
+    }
+    /// The newest turn boundary in the runtime's own record, if it keeps
+    /// one (see `turn::state`).
+    fn turn_record(&self) -> Option<Record> {
+        None
+    }
+    /// What the screen says of the turn: `plain` is the text, `solid` the
+    /// text without faint placeholders (see `turns::solid`).
+    fn turn_screen(&self, _plain: &str, _solid: &str) -> ScreenTurn {
+        ScreenTurn::Idle
+    }
+    /// Whether `text` is in the runtime's record as a prompt at all: proof
+    /// that a task arrived (`Some(true)`) or did not (`Some(false)`) before
+    /// a retry; `None` where the runtime keeps no record.
+    fn recorded(&self, _text: &str) -> Option<bool> {
+        None
     }
 }
 

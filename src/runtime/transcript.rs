@@ -76,7 +76,7 @@ struct Stamp {
     timestamp: Option<String>,
 }
 
-fn line_time(line: &[u8]) -> Option<SystemTime> {
+pub(crate) fn line_time(line: &[u8]) -> Option<SystemTime> {
     // Cheap pre-filter: most large lines are not worth a parse without it.
     if !has(line, b"\"timestamp\"") {
         return None;
