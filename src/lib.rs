@@ -19,6 +19,7 @@ pub mod send;
 pub mod state;
 pub mod tmux;
 pub mod wait;
+pub mod inbox;
 pub mod lifecycle;
 pub mod runtime;
 pub mod deliver;

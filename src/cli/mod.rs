@@ -5,6 +5,7 @@ mod check;
 mod doctor;
 mod generate;
 mod hooks;
+mod inbox;
 mod ops;
 mod messaging;
 mod peer;
@@ -35,6 +36,9 @@ pub enum Cmd {
     Send(messaging::SendArgs),
     /// Inside a session: answer the task being worked on
     Reply(messaging::ReplyArgs),
+    /// Replies for scripts (`inbox/<address>/new/`): list, read, rm
+    #[command(subcommand)]
+    Inbox(inbox::InboxCmd),
     /// Manage peers
     #[command(subcommand)]
     Peer(peer::PeerCmd),
@@ -87,18 +91,60 @@ pub fn run() -> i32 {
             return code;
         }
     };
+    // A closed stdout (`status | head -1`) ends a CLI verb quietly, as for
+    // other Unix tools, instead of a panic in println!. Not for the long-
+    // running verbs: a daemon must survive a vanished tmux client or log
+    // reader.
+    if !matches!(cli.cmd, Cmd::Daemon | Cmd::Demo(_) | Cmd::Agent(_)) {
+        // SAFETY: restores the default action of one signal before any
+        // thread is started; no handler runs Rust code.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
             let code = e.downcast_ref::<peerspool::Error>().map(|e| e.exit_code()).unwrap_or(1);
-            eprintln!("peerspool: {}", one_line(&format!("{e:#}")));
+            eprintln!("peerspool: {}", message(&e));
             code
         }
     }
 }
 
+/// The error and its causes on one line, each said once: a typed error
+/// that already prints its source (`{path}: {source}`) is not followed by
+/// that source again.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let c = one_line(&cause.to_string());
+        if c.is_empty() || out.contains(&c) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&c);
+    }
+    out
+}
+
 fn one_line(s: &str) -> String {
     s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// `Root::check` for verbs that read a root someone set up: a missing one
+/// is the first-run case, said with the next step, not an I/O error.
+pub fn check_root(root: &Root) -> anyhow::Result<()> {
+    if std::fs::symlink_metadata(&root.path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        anyhow::bail!(
+            "no root at {} yet: add a peer first (`peerspool peer add NAME --runtime command --cwd DIR -- PROGRAM`), or point --root / PEERSPOOL_HOME at an existing root",
+            root.path.display()
+        );
+    }
+    root.check()?;
+    Ok(())
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
@@ -106,6 +152,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.cmd {
         Cmd::Send(a) => messaging::send(&root, a),
         Cmd::Reply(a) => messaging::reply(&root, a),
+        Cmd::Inbox(c) => inbox::run(&root, c),
         Cmd::Peer(c) => peer::run(&root, c),
         Cmd::Status(a) => status::run(&root, a),
         Cmd::Spool(c) => check::run(c),

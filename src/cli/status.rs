@@ -43,7 +43,7 @@ fn peer_status(root: &Root, name: &str) -> anyhow::Result<serde_json::Value> {
 }
 
 pub fn run(root: &Root, a: StatusArgs) -> anyhow::Result<i32> {
-    root.check()?;
+    super::check_root(root)?;
     let pid = peerspool::lock::running(root);
     let peers = root.peer_names()?.iter().map(|n| peer_status(root, n)).collect::<anyhow::Result<Vec<_>>>()?;
     if a.json {
