@@ -91,7 +91,7 @@ pub fn take_reply(new: &Path, id: &str, lim: &Limits) -> Option<InboxMsg> {
 
 /// Waits up to `timeout` for the reply to `id` in `inbox_dir/new/`.
 pub fn reply(inbox_dir: &Path, id: &str, timeout: Duration) -> Result<Option<InboxMsg>> {
-    match wait(inbox_dir, id, timeout, None, false)? {
+    match wait(inbox_dir, id, timeout, None, None)? {
         Outcome::Reply(m) => Ok(Some(m)),
         _ => Ok(None),
     }
@@ -106,9 +106,19 @@ fn watch_err(dir: &Path, e: notify::Error) -> Error {
     Error::io(dir, std::io::Error::other(e.to_string()))
 }
 
+/// SIGINT/SIGTERM caught from before the task is enqueued, so that no
+/// Ctrl-C leaves without saying where the task went.
+pub struct Interrupt(signal_hook::iterator::Signals);
+
+impl Interrupt {
+    pub fn install() -> Result<Interrupt> {
+        signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM]).map(Interrupt).map_err(|e| Error::io("<signals>", e))
+    }
+}
+
 /// Waits for the reply to `id`, the daemon's verdict (when `verdicts` is
-/// given), the timeout, or (with `interruptible`) SIGINT/SIGTERM.
-pub fn wait(inbox_dir: &Path, id: &str, timeout: Duration, verdicts: Option<&Verdicts>, interruptible: bool) -> Result<Outcome> {
+/// given), the timeout, or a signal caught by `interrupt`.
+pub fn wait(inbox_dir: &Path, id: &str, timeout: Duration, verdicts: Option<&Verdicts>, interrupt: Option<Interrupt>) -> Result<Outcome> {
     let new = inbox_dir.join("new");
     crate::root::mkdir_private(&new)?;
     let (tx, rx) = mpsc::channel();
@@ -130,18 +140,18 @@ pub fn wait(inbox_dir: &Path, id: &str, timeout: Duration, verdicts: Option<&Ver
         let _ = w.watch(&v.failed_dir, RecursiveMode::NonRecursive);
         let _ = w.watch(&v.state.dir, RecursiveMode::NonRecursive);
     }
-    let _signals = if interruptible {
-        let mut s = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM]).map_err(|e| Error::io("<signals>", e))?;
-        let handle = s.handle();
+    let _signals = interrupt.map(|mut s| {
+        let handle = s.0.handle();
+        // The loop keeps the signal pipe open until the guard closes it: a
+        // thread that ended after the first signal would leave close()
+        // writing into a pipe with no reader (SIGPIPE).
         std::thread::spawn(move || {
-            if s.forever().next().is_some() {
+            for _ in s.0.forever() {
                 let _ = tx.send(Wake::Signal);
             }
         });
-        Some(SignalsGuard(handle))
-    } else {
-        None
-    };
+        SignalsGuard(handle)
+    });
     let start = verdicts.map(Verdicts::snapshot).unwrap_or(None);
     let lim = Limits::default();
     let deadline = Instant::now() + timeout;

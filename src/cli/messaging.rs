@@ -22,12 +22,10 @@ pub struct SendArgs {
     /// Where replies go (default: the sender)
     #[arg(long)]
     pub reply_to: Option<String>,
-    /// Wait for the reply and print its text
+    /// Wait for the reply and print its text; ends early when the daemon fails the task (exit 3) or cannot wake the peer (exit 4)
     #[arg(long)]
     pub wait: bool,
-    /// With --wait: give up after this many seconds (exit 1). --wait also
-    /// ends early with exit 3 when the task fails, 4 when the peer cannot be
-    /// woken, 130 on Ctrl-C (the task stays queued)
+    /// With --wait: give up after this many seconds (exit 1; the task stays queued)
     #[arg(long, default_value_t = 600.0, requires = "wait")]
     pub timeout: f64,
 }
@@ -79,6 +77,7 @@ pub fn send(root: &Root, a: SendArgs) -> anyhow::Result<i32> {
             return Err(Error::Usage(format!("--wait needs a non-peer reply address, but {addr:?} is a peer (use --from or --reply-to)")).into());
         }
     }
+    let interrupt = wait.map(|_| wait::Interrupt::install()).transpose()?;
     let opts = Opts { topic: a.topic, from: Some(from), reply_to: a.reply_to.clone(), in_reply_to: None };
     let id = send::task(root, &a.peer, &text, &opts)?;
     // With --wait stdout is the reply's text alone.
@@ -96,7 +95,7 @@ pub fn send(root: &Root, a: SendArgs) -> anyhow::Result<i32> {
     };
     let peer = &a.peer;
     let collect = format!("`peerspool inbox read --addr {addr} {id}` collects the reply when it comes");
-    match wait::wait(&root.inbox(&addr)?, &id, timeout, Some(&verdicts), true)? {
+    match wait::wait(&root.inbox(&addr)?, &id, timeout, Some(&verdicts), interrupt)? {
         Outcome::Reply(m) => {
             print!("{}", m.text);
             if !m.text.ends_with('\n') {
