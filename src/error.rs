@@ -22,6 +22,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// An operation refused to protect data; nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+
     #[error("another daemon (pid {pid}) is already running on {root}")]
     AlreadyRunning { pid: String, root: PathBuf },
 

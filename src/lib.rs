@@ -20,6 +20,7 @@ pub mod state;
 pub mod tmux;
 pub mod wait;
 pub mod inbox;
+pub mod remove;
 pub mod lifecycle;
 pub mod runtime;
 pub mod deliver;

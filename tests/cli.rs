@@ -279,3 +279,63 @@ fn an_io_error_names_its_cause_once() {
     let cause2 = "Not a directory (os error 20)";
     assert!(err.matches(cause).count() + err.matches(cause2).count() == 1, "the cause once: {err}");
 }
+
+#[test]
+fn peer_rm_while_the_daemon_runs_is_whole_and_keeps_queued_tasks() {
+    let mut e = Env::new();
+    e.add_peer("a", &PeerOpts::default());
+    e.add_peer("b", &PeerOpts::default());
+    e.ok(&["stop", "b"]);
+    e.start_daemon();
+    e.send("a", "wake up");
+    wait_for("a delivered", T, || e.count("a", "spool/done") == 1);
+    assert!(e.session_alive("a"));
+    e.send("b", "one");
+    e.send("b", "two");
+
+    let o = e.run(&["peer", "rm", "b"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("2 queued") && err.contains("--force") && err.contains("nothing was removed"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(e.count("b", "spool/new"), 2, "queued tasks kept");
+    assert!(e.peer_dir("b").join("peer.json").is_file());
+
+    assert_eq!(e.ok(&["peer", "rm", "a"]), "removed peer a");
+    let state = e.root.join("state/peers/a");
+    assert!(!e.peer_dir("a").exists() && !state.exists());
+    assert!(!e.session_alive("a"));
+    let life = e.lifecycle();
+    assert!(life.contains("peer=a event=reap cause=peer-removed"), "{life}");
+    assert!(!life.contains("peer=a event=death"), "a removal is not a death: {life}");
+    // The daemon does not re-create any of it.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!e.peer_dir("a").exists() && !state.exists());
+    let left: Vec<_> = std::fs::read_dir(e.root.join("peers")).unwrap().filter_map(|d| d.ok()).map(|d| d.file_name()).collect();
+    assert_eq!(left, ["b"], "nothing else left in peers/");
+
+    assert_eq!(e.ok(&["peer", "rm", "--force", "b"]), "removed peer b and 2 queued task(s)");
+    assert!(!e.peer_dir("b").exists());
+    assert!(e.daemon_running());
+    // The name is free again, and the daemon serves the new peer.
+    e.add_peer("a", &PeerOpts::default());
+    e.send("a", "hello again");
+    wait_for("new a delivered", T, || e.count("a", "spool/done") == 1);
+    assert_eq!(e.stop_daemon(), Some(0));
+}
+
+#[test]
+fn peer_rm_without_a_daemon_ends_the_session() {
+    let mut e = Env::new();
+    e.add_peer("a", &PeerOpts::default());
+    e.start_daemon();
+    e.send("a", "wake up");
+    wait_for("a delivered", T, || e.count("a", "spool/done") == 1);
+    // Sessions outlive the daemon (the next one adopts them).
+    e.stop_daemon();
+    assert!(e.session_alive("a"));
+    assert_eq!(e.ok(&["peer", "rm", "a"]), "removed peer a");
+    assert!(!e.session_alive("a") && !e.peer_dir("a").exists());
+    let o = e.run(&["peer", "rm", "a"]);
+    assert_eq!(o.status.code(), Some(2), "unknown peer: {}", stderr(&o));
+}

@@ -1,8 +1,7 @@
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use peerspool::profile::{Profile, RuntimeKind, WakePolicy};
 use peerspool::root::Root;
-use peerspool::{spool, Error};
+use peerspool::Error;
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
@@ -11,8 +10,10 @@ pub enum PeerCmd {
     Add(Box<AddArgs>),
     /// List registered peers
     List,
-    /// Remove a peer (refused while tasks are queued, unless --force)
+    /// Remove a peer, whole or not at all; a running daemon lets go of it
+    /// first (refused while tasks are queued, unless --force)
     Rm {
+        /// The peer to remove
         name: String,
         /// Also delete queued and in-flight tasks
         #[arg(long)]
@@ -80,18 +81,14 @@ pub fn run(root: &Root, c: PeerCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         PeerCmd::Rm { name, force } => {
-            let p = root.peer(&name)?;
-            if !root.is_peer(&name) {
-                return Err(Error::UnknownPeer(name).into());
+            let r = peerspool::remove::remove(root, &name, force)?;
+            if r.daemon_released == Some(false) {
+                eprintln!("peerspool: warning: the daemon did not let go of {name} within {}s; its session was ended here", peerspool::remove::DAEMON_GRACE.as_secs());
             }
-            let queued = spool::depth(&p.spool_sub("new")) + spool::depth(&p.spool_sub("cur"));
-            if queued > 0 && !force {
-                anyhow::bail!("peer {name:?} has {queued} queued task(s); deliver them first or use --force");
+            match r.tasks {
+                0 => println!("removed peer {name}"),
+                n => println!("removed peer {name} and {n} queued task(s)"),
             }
-            peerspool::tmux::Tmux::new(root.tmux_socket(&name)).kill_server_blocking();
-            std::fs::remove_dir_all(&p.dir).with_context(|| format!("removing {}", p.dir.display()))?;
-            let _ = std::fs::remove_dir_all(root.peer_state(&name));
-            println!("removed peer {name}");
             Ok(0)
         }
     }
