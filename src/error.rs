@@ -13,7 +13,7 @@ pub enum Error {
     #[error("unknown peer {0:?} (see `peerspool peer list`)")]
     UnknownPeer(String),
 
-    #[error("peer {0:?} already exists")]
+    #[error("peer {0:?} already exists (`peer add --force` overwrites its profile)")]
     PeerExists(String),
 
     #[error("{path}: {reason}")]

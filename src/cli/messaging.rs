@@ -38,6 +38,7 @@ pub struct ReplyArgs {
     /// Recipient (default: the reply_to of the task being worked on)
     #[arg(long)]
     pub to: Option<String>,
+    /// Thread label (default: the topic of the task being answered)
     #[arg(long)]
     pub topic: Option<String>,
 }

@@ -54,11 +54,20 @@ pub enum Cmd {
     /// Check tmux, inotify limits, permissions and runtimes
     Doctor,
     /// Operator halt: the peer is not woken; its tasks wait in the spool
-    Stop { peer: String },
+    Stop {
+        /// The peer to halt
+        peer: String,
+    },
     /// Release an operator halt (also clears a crash-loop block)
-    Start { peer: String },
+    Start {
+        /// The peer to release
+        peer: String,
+    },
     /// Join the peer's live session (detach with C-b d)
-    Attach { peer: String },
+    Attach {
+        /// The peer whose session to join
+        peer: String,
+    },
     /// Read the logs
     Log(ops::LogArgs),
     /// Agent hooks (turn-end marker)
@@ -172,5 +181,30 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Agent(a) => Ok(peerspool::agent::run(&a.into())),
         Cmd::Service(c) => service::run(&root, c),
         Cmd::Generate(c) => generate::run(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every option and argument of every verb says what it is for
+    /// (the man pages and completions are generated from these).
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.get_help().is_none() && !["help", "version"].contains(&id) {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = vec![];
+        walk(&super::Cli::command(), "peerspool", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
     }
 }
