@@ -4,7 +4,7 @@
 //! them against tmux and the filesystem.
 
 use crate::config::Config;
-use crate::deliver::{deliver, envelope};
+use crate::deliver::{deliver, envelope_as};
 use crate::format::{parse_task, Task};
 use crate::head::{Head, Listing};
 use crate::lifecycle::{self, Timers, Verdict, View, WakeInputs};
@@ -750,7 +750,7 @@ impl Peer {
         let first = self.session.as_ref().is_some_and(|s| s.delivered == 0);
         let fresh = self.session.as_ref().is_some_and(|s| s.mode == "fresh");
         let prompt = if first && fresh { self.profile.as_ref().and_then(|p| p.initial_prompt.clone()) } else { None };
-        let text = envelope(task, prompt.as_deref());
+        let text = envelope_as(self.profile.as_ref().map(|p| p.envelope).unwrap_or_default(), task, prompt.as_deref());
         let cur = Current { id: task.id.clone(), from: task.from.clone(), reply_to: task.reply_to.clone(), topic: task.topic.clone() };
         let _ = self.st.set_current(Some(&cur));
         let queued_ms = std::fs::metadata(self.spool.cur.join(name)).and_then(|m| m.modified()).map(crate::state::ms).unwrap_or(0);

@@ -52,6 +52,9 @@ fn readme_quick_start_runs_as_written() {
             eprintln!("readme: the harness starts the daemon on the same root: {line}");
             e.track_peer("alice");
             e.track_peer("sh1");
+            // As after `cargo install`: the daemon and its sessions find
+            // `peerspool` on PATH.
+            e.var("PATH", &path);
             e.start_daemon();
             continue;
         }
@@ -68,17 +71,29 @@ fn readme_quick_start_runs_as_written() {
             ran += 1;
             continue;
         }
-        let out = bash(line).stdin(Stdio::null()).output().unwrap();
+        // Bounded: a --wait that never ends must fail the test, not hang it.
+        let out = bash(&format!("timeout 60 {line}")).stdin(Stdio::null()).output().unwrap();
         assert!(out.status.success(), "README line failed: {line}\n{}", String::from_utf8_lossy(&out.stderr));
+        if line.contains("peerspool reply") {
+            let uname = Command::new("uname").arg("-a").output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&uname.stdout), "{line}");
+        }
         ran += 1;
     }
     assert!(ran >= 4, "ran {ran} lines of {lines:?}");
     // The `command` peer of the quick start must become ready, whoever
     // runs it (root's prompt ends in `# `, a user's in `$ `).
     let id = e.send("sh1", "echo quick-start-$((6*7))");
-    wait_for("sh1 woke and took the task", T, || e.count("sh1", "spool/done") == 1);
+    wait_for("sh1 took the task", T, || e.count("sh1", "spool/done") == 2);
     assert!(e.lifecycle().contains("peer=sh1 event=wake "), "{}", e.lifecycle());
     assert!(e.delivery().contains(&format!("task={id} from=tester outcome=delivered")), "{}", e.delivery());
+    // `--envelope text`: the shell got the command alone, no header to run.
+    let screen = || {
+        let o = Command::new("tmux").arg("-S").arg(e.socket("sh1")).args(["capture-pane", "-p", "-t", peerspool::tmux::SESSION]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    wait_for("the shell ran it", T, || screen().contains("quick-start-42"));
+    assert!(!screen().contains("[peerspool task"), "{}", screen());
     assert_eq!(e.stop_daemon(), Some(0));
 }
 

@@ -1,5 +1,5 @@
 use clap::{Args, Subcommand};
-use peerspool::profile::{Profile, RuntimeKind, WakePolicy};
+use peerspool::profile::{Envelope, Profile, RuntimeKind, WakePolicy};
 use peerspool::root::Root;
 use peerspool::Error;
 use std::path::PathBuf;
@@ -59,6 +59,9 @@ pub struct AddArgs {
     /// A human also types into this session
     #[arg(long)]
     pub human: bool,
+    /// What is pasted: `header` (a `[peerspool task ...]` line, then the text: for agents) or `text` alone (for a shell or REPL)
+    #[arg(long, value_parser = ["header", "text"], default_value = "header")]
+    pub envelope: String,
     /// For `command`: argv to resume a parked session, as one shell-split string
     #[arg(long, value_name = "ARGV")]
     pub resume_command: Option<String>,
@@ -147,6 +150,7 @@ fn add(root: &Root, a: AddArgs) -> anyhow::Result<i32> {
     pr.idle_secs = a.idle_secs;
     pr.quiet_secs = a.quiet_secs;
     pr.human = a.human;
+    pr.envelope = if a.envelope == "text" { Envelope::Text } else { Envelope::Header };
     for kv in a.env {
         let (k, v) = kv.split_once('=').ok_or_else(|| Error::Usage(format!("--env {kv:?}: expected KEY=VALUE")))?;
         pr.env.insert(k.into(), v.into());
