@@ -21,6 +21,7 @@ pub mod tmux;
 pub mod wait;
 pub mod inbox;
 pub mod remove;
+pub mod preflight;
 pub mod lifecycle;
 pub mod runtime;
 pub mod deliver;

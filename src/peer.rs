@@ -821,6 +821,18 @@ impl Peer {
             park: park.as_ref(),
             can_resume: rt.can_resume(),
         });
+        // A missing cwd, tmux or program is a configuration error, not a
+        // crash: no session, no death, said once, retried after a while.
+        if let Err(why) = crate::preflight::check(&p.cwd, &rt.argv(mode), &p.env) {
+            let r = format!("{}: {why}", crate::preflight::CONFIG);
+            if self.st.blocked().as_deref() != Some(r.as_str()) {
+                self.lifecycle(&[("event", "wake-refused"), ("task", &task.id), ("reason", &r)]);
+                self.st.set_blocked(Some(&r));
+            }
+            self.hold_until_ms = now_ms() + crate::preflight::RETRY_MS;
+            self.schedule(self.hold_until_ms);
+            return Err(r);
+        }
         self.st.clear_fresh_next();
         let _ = self.st.set_park(None::<&Park>);
         let started = Instant::now();

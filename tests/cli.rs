@@ -339,3 +339,38 @@ fn peer_rm_without_a_daemon_ends_the_session() {
     let o = e.run(&["peer", "rm", "a"]);
     assert_eq!(o.status.code(), Some(2), "unknown peer: {}", stderr(&o));
 }
+
+#[test]
+fn setup_errors_are_configuration_not_deaths() {
+    let mut e = Env::new();
+    // The daemon refuses to start without tmux, saying so.
+    let o = e.cmd(&["daemon"]).env("PEERSPOOL_TMUX", "/no/such/tmux").stdin(Stdio::null()).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("/no/such/tmux") && err.contains("install tmux") && err.lines().count() == 1, "{err}");
+
+    e.var("PEERSPOOL_CLAUDE_BIN", "/no/such/claude");
+    let w = e.work.display().to_string();
+    let o = e.run(&["peer", "add", "m", "--runtime", "command", "--cwd", &w, "--", "no-such-program-xyz", "--flag"]);
+    assert!(stderr(&o).contains("not on PATH"), "{}", stderr(&o));
+    e.track_peer("m");
+    let o = e.run(&["peer", "add", "cl", "--runtime", "claude", "--cwd", &w]);
+    assert!(stderr(&o).contains("/no/such/claude"), "{}", stderr(&o));
+    e.track_peer("cl");
+    e.start_daemon();
+    for (peer, want) in [("m", "program \"no-such-program-xyz\" not found on the daemon's PATH"), ("cl", "program \"/no/such/claude\" not found")] {
+        let o = e.run(&["send", peer, "--wait", "--timeout", "60", "hello"]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(4), "{err}");
+        assert!(err.contains(want), "{err}");
+        let st: serde_json::Value = serde_json::from_str(&e.ok(&["status", "--json"])).unwrap();
+        let p = st["peers"].as_array().unwrap().iter().find(|p| p["name"] == peer).unwrap().clone();
+        assert!(p["blocked"].as_str().is_some_and(|b| b.starts_with("config: ") && b.contains(want)), "{p}");
+        assert_eq!(p["recent_deaths"], 0, "a setup error is not a death: {p}");
+        assert_eq!(p["session"], "asleep");
+    }
+    let life = e.lifecycle();
+    assert!(!life.contains("event=death"), "{life}");
+    assert_eq!(life.matches("peer=m event=wake-refused").count(), 1, "said once: {life}");
+    assert_eq!(e.stop_daemon(), Some(0));
+}

@@ -6,6 +6,10 @@ use std::io::{BufRead, Seek, SeekFrom};
 use std::path::PathBuf;
 
 pub fn daemon(root: Root) -> anyhow::Result<i32> {
+    // Without tmux no session can start: refuse instead of failing every wake.
+    if let Some(t) = peerspool::preflight::missing_tmux() {
+        return Err(Error::Refused(format!("tmux ({t}) is not on PATH: install tmux (apt-get install tmux, brew install tmux) or set PEERSPOOL_TMUX; the daemon did not start")).into());
+    }
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()))

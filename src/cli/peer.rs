@@ -159,7 +159,7 @@ fn add(root: &Root, a: AddArgs) -> anyhow::Result<i32> {
     for w in warnings {
         eprintln!("peerspool: warning: peer {}: {w}", a.name);
     }
-    if let Some(prog) = program(&pr).filter(|p| !on_path(p)) {
+    if let Some(prog) = program(&pr).filter(|p| !peerspool::preflight::on_path(p, std::env::var_os("PATH").as_deref())) {
         eprintln!("peerspool: warning: peer {}: program {prog:?} is not on PATH: install it, or give its full path (the daemon's PATH may differ from yours)", a.name);
     }
     root.ensure_peer_dirs(&p)?;
@@ -187,12 +187,4 @@ fn program(pr: &Profile) -> Option<String> {
         RuntimeKind::Claude => Some(peerspool::runtime::program_and_extras(pr, peerspool::runtime::claude::BIN_ENV, "claude").0),
         RuntimeKind::Codex => Some(peerspool::runtime::program_and_extras(pr, peerspool::runtime::codex::BIN_ENV, "codex").0),
     }
-}
-
-fn on_path(prog: &str) -> bool {
-    let exec = |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0);
-    if prog.contains('/') {
-        return exec(std::path::Path::new(prog));
-    }
-    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| exec(&d.join(prog))))
 }
