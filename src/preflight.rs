@@ -49,8 +49,10 @@ pub fn check(cwd: &Path, argv: &[String], env: &BTreeMap<String, String>) -> Res
         [] => None,
     };
     let path = env.get("PATH").map(std::ffi::OsString::from).or_else(|| std::env::var_os("PATH"));
+    // A relative path is relative to the session's cwd, where tmux runs it.
+    let found = |p: &str| if p.contains('/') && !p.starts_with('/') { executable(&cwd.join(p)) } else { on_path(p, path.as_deref()) };
     match prog {
-        Some(p) if !on_path(p, path.as_deref()) => Err(format!(
+        Some(p) if !found(p) => Err(format!(
             "program {p:?} not found{}: install it, or give its full path in the peer's command",
             if p.contains('/') { String::new() } else { " on the daemon's PATH".into() }
         )),
@@ -71,6 +73,7 @@ mod tests {
         assert!(check(Path::new("/nonexistent-dir"), &argv(&["sh"]), &env).unwrap_err().contains("cwd"));
         assert!(check(Path::new("/tmp"), &argv(&["no-such-prog-xyz", "-v"]), &env).unwrap_err().contains("no-such-prog-xyz"));
         assert!(check(Path::new("/tmp"), &argv(&["/no/such/prog"]), &env).unwrap_err().contains("/no/such/prog"));
+        assert!(check(Path::new("/usr"), &argv(&["bin/sh"]), &env).is_ok(), "relative to the cwd");
         let mut e2 = BTreeMap::new();
         e2.insert("PATH".to_string(), "/nonexistent".to_string());
         assert!(check(Path::new("/tmp"), &argv(&["sh"]), &e2).is_err(), "the session's own PATH decides");
