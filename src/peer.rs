@@ -836,7 +836,9 @@ impl Peer {
         self.st.clear_fresh_next();
         let _ = self.st.set_park(None::<&Park>);
         let started = Instant::now();
-        match self.boot(cfg, &p, rt.as_ref(), mode).await {
+        let booted = self.boot(cfg, &p, rt.as_ref(), mode).await;
+        self.st.set_booting(None);
+        match booted {
             Ok(()) => {
                 let ms = started.elapsed().as_millis().to_string();
                 self.lifecycle(&[("event", "wake"), ("mode", mode.as_str()), ("cause", cause), ("task", &task.id), ("boot_ms", &ms)]);
@@ -844,6 +846,13 @@ impl Peer {
                     self.st.set_blocked(None);
                 }
                 Ok(mode)
+            }
+            // Cut short by stop, a changed profile or a reload: not the
+            // program's failure, so no death and no block.
+            Err(why) if self.boot_interrupt().is_some() => {
+                self.lifecycle(&[("event", "wake-interrupted"), ("mode", mode.as_str()), ("task", &task.id), ("reason", &why), ("boot_ms", &started.elapsed().as_millis().to_string())]);
+                self.end_session(&why, false, false).await;
+                Err(why)
             }
             Err(why) => {
                 self.lifecycle(&[("event", "wake-failed"), ("mode", mode.as_str()), ("task", &task.id), ("reason", &why), ("boot_ms", &started.elapsed().as_millis().to_string())]);
@@ -884,6 +893,9 @@ impl Peer {
             if self.sh.stopping() {
                 return Err("daemon stopping".into());
             }
+            if let Some(why) = self.boot_interrupt() {
+                return Err(why.into());
+            }
             let pane = self.tmux.pane().await;
             let screen = self.tmux.capture(false).await.unwrap_or_default();
             if pane.as_ref().is_none_or(|p| p.dead) {
@@ -911,6 +923,15 @@ impl Peer {
             if Instant::now() >= deadline {
                 return Err(format!("boot deadline {}s passed: {}", cfg.boot_deadline.as_secs(), last_lines(&screen, 2)));
             }
+            self.st.set_booting(Some(&crate::state::Booting {
+                since_ms: now,
+                deadline_secs: cfg.boot_deadline.as_secs(),
+                waiting_for: match &p.ready_pattern {
+                    Some(re) => format!("ready pattern `{re}`"),
+                    None => format!("the {} input prompt", p.runtime.as_str()),
+                },
+                last_line: last_lines(&screen, 1),
+            }));
             tokio::time::sleep(gap).await;
             gap = (gap * 2).min(Duration::from_millis(500));
         }
@@ -918,6 +939,22 @@ impl Peer {
 }
 
 const PANE_RECHECK: Duration = Duration::from_secs(10);
+
+impl Peer {
+    /// Why a boot in progress must stop at once: an operator stop, a
+    /// changed profile (it boots again with the new one), a reload.
+    fn boot_interrupt(&self) -> Option<&'static str> {
+        if self.st.stopped() {
+            Some("operator-stop")
+        } else if self.profile_on_disk() != self.profile_stamp {
+            Some("profile-changed")
+        } else if self.relist.load(std::sync::atomic::Ordering::Relaxed) == RELIST_ALWAYS {
+            Some("reload")
+        } else {
+            None
+        }
+    }
+}
 
 fn pid_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.

@@ -57,6 +57,27 @@ pub struct Park {
     pub topics: Vec<String>,
 }
 
+/// A boot in progress, for `peerspool status`: what it waits for, since
+/// when, and the screen's last line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Booting {
+    pub since_ms: u64,
+    pub deadline_secs: u64,
+    pub waiting_for: String,
+    #[serde(default)]
+    pub last_line: String,
+}
+
+impl Booting {
+    pub fn describe(&self, now_ms: u64) -> String {
+        let mut s = format!("booting: waiting for {} ({} s of {})", self.waiting_for, now_ms.saturating_sub(self.since_ms) / 1000, self.deadline_secs);
+        if !self.last_line.is_empty() {
+            s.push_str(&format!(", screen: {}", self.last_line));
+        }
+        s
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PeerState {
     pub dir: PathBuf,
@@ -170,6 +191,21 @@ impl PeerState {
             None => {
                 let _ = fs::remove_file(self.p("current.json"));
                 Ok(())
+            }
+        }
+    }
+
+    pub fn booting(&self) -> Option<Booting> {
+        read_json(&self.p("booting.json"))
+    }
+
+    pub fn set_booting(&self, b: Option<&Booting>) {
+        match b {
+            Some(b) => {
+                let _ = write_json(&self.p("booting.json"), b);
+            }
+            None => {
+                let _ = fs::remove_file(self.p("booting.json"));
             }
         }
     }

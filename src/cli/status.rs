@@ -39,6 +39,7 @@ fn peer_status(root: &Root, name: &str) -> anyhow::Result<serde_json::Value> {
         "recent_deaths": recent_deaths,
         "blocked": st.blocked(),
         "current_task": if live { st.current().map(|c| c.id) } else { None },
+        "booting": if live { st.booting().map(|b| b.describe(now)) } else { None },
     }))
 }
 
@@ -66,6 +67,9 @@ pub fn run(root: &Root, a: StatusArgs) -> anyhow::Result<i32> {
         let mut note = vec![];
         if p["stopped"].as_bool() == Some(true) {
             note.push("STOPPED".to_string());
+        }
+        if let Some(b) = p["booting"].as_str() {
+            note.push(b.to_string());
         }
         if let Some(b) = p["blocked"].as_str() {
             note.push(b.to_string());
