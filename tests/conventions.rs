@@ -144,3 +144,21 @@ fn no_color_turns_off_ansi_in_the_daemon_log() {
     assert!(daemon_output_on_a_tty(false).contains("\x1b["), "a terminal gets colour by default");
     assert!(!daemon_output_on_a_tty(true).contains("\x1b["), "NO_COLOR: no escape sequences");
 }
+
+#[test]
+fn clap_usage_errors_are_one_short_line() {
+    let e = Env::new();
+    for (args, want) in [
+        (vec!["send"], "<PEER>"),
+        (vec!["bogus"], "unrecognized subcommand 'bogus'"),
+        (vec!["send", "p", "--wait", "--timeout", "soon", "x"], "--timeout"),
+        (vec!["peer", "add", "x", "--runtime", "nope", "--cwd", "/tmp"], "nope"),
+    ] {
+        usage(&e, &args, &[want, "--help"]);
+    }
+    usage(&e, &["send"], &["(usage: peerspool send <PEER> [TEXT]; see --help)"]);
+    // Help itself is not an error.
+    let o = e.run(&["send", "--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Exit status"));
+}

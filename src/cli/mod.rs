@@ -99,9 +99,12 @@ pub fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return code;
+            if !e.use_stderr() || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                let _ = e.print();
+                return if e.use_stderr() { 2 } else { 0 };
+            }
+            eprintln!("peerspool: {}", usage_line(&e.render().to_string()));
+            return 2;
         }
     };
     // A closed stdout (`status | head -1`) ends a CLI verb quietly, as for
@@ -139,6 +142,25 @@ fn message(e: &anyhow::Error) -> String {
             out.push_str(": ");
         }
         out.push_str(&c);
+    }
+    out
+}
+
+/// clap's usage error on one line: the message, any tip, the usage.
+fn usage_line(rendered: &str) -> String {
+    let mut msg = vec![];
+    let mut usage = None;
+    for l in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(u) = l.strip_prefix("Usage: ") {
+            usage = Some(u.to_string());
+        } else if !l.starts_with("For more information") {
+            msg.push(l.strip_prefix("error: ").unwrap_or(l).to_string());
+        }
+    }
+    let mut out = msg.join(" ");
+    match usage {
+        Some(u) => out.push_str(&format!(" (usage: {u}; see --help)")),
+        None => out.push_str(" (see --help)"),
     }
     out
 }
