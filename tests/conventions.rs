@@ -162,3 +162,29 @@ fn clap_usage_errors_are_one_short_line() {
     assert_eq!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stdout).contains("Exit status"));
 }
+
+#[test]
+fn hooks_uninstall_removes_a_settings_file_it_left_empty() {
+    let e = Env::new();
+    let w = e.work.display().to_string();
+    e.ok(&["peer", "add", "cl", "--runtime", "claude", "--cwd", &w]);
+    let settings = e.work.join(".claude/settings.local.json");
+    e.ok(&["hooks", "install", "claude", "--peer", "cl"]);
+    assert!(settings.is_file());
+    e.ok(&["hooks", "uninstall", "claude", "--peer", "cl"]);
+    assert!(!settings.exists() && !e.work.join(".claude").exists(), "install left nothing behind");
+    let codex = e.dir.path().join("codex");
+    std::fs::create_dir_all(&codex).unwrap();
+    let run = |verb: &str| e.cmd(&["hooks", verb, "codex"]).env("CODEX_HOME", &codex).output().unwrap();
+    assert!(run("install").status.success());
+    assert!(codex.join("config.toml").is_file());
+    assert!(run("uninstall").status.success());
+    assert!(!codex.join("config.toml").exists());
+    // A file with the user's own settings stays.
+    std::fs::create_dir_all(e.work.join(".claude")).unwrap();
+    std::fs::write(&settings, r#"{"permissions": {"allow": ["Bash(ls)"]}}"#).unwrap();
+    e.ok(&["hooks", "install", "claude", "--peer", "cl"]);
+    e.ok(&["hooks", "uninstall", "claude", "--peer", "cl"]);
+    let v: serde_json::Value = serde_json::from_str(&read(&settings)).unwrap();
+    assert_eq!(v, serde_json::json!({"permissions": {"allow": ["Bash(ls)"]}}));
+}
