@@ -889,6 +889,7 @@ impl Peer {
         let deadline = Instant::now() + cfg.boot_deadline;
         let mut gap = Duration::from_millis(10);
         let mut last_dialog = None;
+        let mut shown = None;
         loop {
             if self.sh.stopping() {
                 return Err("daemon stopping".into());
@@ -923,7 +924,9 @@ impl Peer {
             if Instant::now() >= deadline {
                 return Err(format!("boot deadline {}s passed: {}", cfg.boot_deadline.as_secs(), last_lines(&screen, 2)));
             }
-            self.st.set_booting(Some(&crate::state::Booting {
+            // Elapsed time is computed by the reader: rewritten only when
+            // the screen's last line changes.
+            let b = crate::state::Booting {
                 since_ms: now,
                 deadline_secs: cfg.boot_deadline.as_secs(),
                 waiting_for: match &p.ready_pattern {
@@ -931,7 +934,11 @@ impl Peer {
                     None => format!("the {} input prompt", p.runtime.as_str()),
                 },
                 last_line: last_lines(&screen, 1),
-            }));
+            };
+            if shown.as_ref() != Some(&b) {
+                self.st.set_booting(Some(&b));
+                shown = Some(b);
+            }
             tokio::time::sleep(gap).await;
             gap = (gap * 2).min(Duration::from_millis(500));
         }
