@@ -38,13 +38,18 @@ fn log_len(root: &Root) -> u64 {
     std::fs::metadata(root.log_dir().join("lifecycle.log")).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Whether the daemon logged that it let go of `name` after `from`.
+/// Whether the daemon logged that it let go of `name` after `from` (only
+/// the lines since are read; a rotated log restarts at 0).
 fn released(root: &Root, name: &str, from: u64) -> bool {
-    let Ok(text) = std::fs::read(root.log_dir().join("lifecycle.log")) else { return false };
-    // A rotated log restarts at 0.
-    let from = if (text.len() as u64) < from { 0 } else { from as usize };
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(root.log_dir().join("lifecycle.log")) else { return false };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut text = Vec::new();
+    if f.seek(SeekFrom::Start(if len < from { 0 } else { from })).is_err() || f.read_to_end(&mut text).is_err() {
+        return false;
+    }
     let needle = format!("peer={name} event=unregistered");
-    String::from_utf8_lossy(&text[from..]).lines().any(|l| l.contains(&needle))
+    String::from_utf8_lossy(&text).lines().any(|l| l.contains(&needle))
 }
 
 pub fn remove(root: &Root, name: &str, force: bool) -> Result<Removed> {
