@@ -154,7 +154,7 @@ fn ctrl_c_of_send_wait_says_the_task_is_queued() {
     std::io::Read::read_to_string(&mut r, &mut rest).unwrap();
     let (st, _) = wait_child(c, T);
     assert_eq!(st.code(), Some(130), "{st:?} {rest}");
-    assert!(rest.contains("stays queued") && rest.contains("peerspool inbox read"), "{rest}");
+    assert!(rest.contains("still queued") && rest.contains("peerspool inbox read"), "{rest}");
     assert_eq!(e.count("p", "spool/new"), 1);
 }
 

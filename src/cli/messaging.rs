@@ -113,11 +113,11 @@ pub fn send(root: &Root, a: SendArgs) -> anyhow::Result<i32> {
             Ok(EXIT_PEER_BLOCKED)
         }
         Outcome::TimedOut => {
-            eprintln!("peerspool: no reply to task {id} from {peer} within {}s; the task stays queued, {collect}", a.timeout);
+            eprintln!("peerspool: no reply to task {id} from {peer} within {}s; the task is still queued or in progress, {collect}", a.timeout);
             Ok(1)
         }
         Outcome::Interrupted => {
-            eprintln!("peerspool: interrupted; task {id} stays queued for {peer}, {collect}");
+            eprintln!("peerspool: interrupted; task {id} for {peer} is still queued or in progress, {collect}");
             Ok(EXIT_INTERRUPTED)
         }
     }
