@@ -7,7 +7,7 @@
 #
 #   bench/run.sh            # full run (~10 min on 2 cores)
 #   bench/run.sh --quick    # smaller counts (< ~2 min)
-#   bench/run.sh --only latency,burst,cold,idle,scale
+#   bench/run.sh --only latency,burst,cold,idle,wait,scale
 #   bench/run.sh --criterion  # also the in-process criterion benches
 set -euo pipefail
 cd "$(dirname "$0")/.."

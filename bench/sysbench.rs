@@ -919,6 +919,37 @@ fn section_idle(o: &Opts, r: &mut Report) -> Res<()> {
     Ok(())
 }
 
+// ------------------------------------------------------------------ wait
+
+#[derive(serde::Serialize)]
+struct WaitReport {
+    secs: f64,
+    cpu_s: f64,
+    exit: Option<i32>,
+}
+
+/// CPU of `send --wait` sitting out its timeout on an empty inbox (no
+/// daemon, so no reply can come): the waiter's own rusage from wait4.
+fn section_wait(o: &Opts, r: &mut Report) -> Res<()> {
+    let mut e = Env::new(o, "wait")?;
+    e.add_peer("w0", &[])?;
+    let secs = o.idle_secs.to_string();
+    let t = Instant::now();
+    let child = e.cmd(&["send", "w0", "--wait", "--timeout", &secs, "nobody answers"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| format!("spawn send --wait: {e}"))?;
+    note_cleanup(o, "pid", &child.id().to_string());
+    let (mut status, pid) = (0, child.id() as i32);
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for the child just spawned, by its pid.
+    if unsafe { libc::wait4(pid, &mut status, 0, &mut ru) } != pid {
+        return Err("wait4 failed".into());
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let exit = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    r.wait = Some(WaitReport { secs: t.elapsed().as_secs_f64(), cpu_s: tv(ru.ru_utime) + tv(ru.ru_stime), exit });
+    Ok(())
+}
+
 // ---------------------------------------------------------------- scaling
 
 fn section_scale(o: &Opts, r: &mut Report) -> Res<()> {
@@ -1038,6 +1069,7 @@ struct Report {
     cold: Option<ColdReport>,
     idle: Option<IdleReport>,
     idle_live: Option<IdleReport>,
+    wait: Option<WaitReport>,
     scale: Vec<ScaleReport>,
     errors: Vec<String>,
 }
@@ -1116,6 +1148,12 @@ fn table(r: &Report) -> String {
             i.secs, i.rss_mb, i.hwm_mb, i.cpu_s, i.cpu_pct, i.children_cpu_s, i.servers_cpu_s, i.total_pct
         ));
     }
+    if let Some(w) = &r.wait {
+        t.push_str(&format!(
+            "| `send --wait` on an empty inbox, {:.0} s (exit {}) | CPU {:.3} s (user + system, wait4 rusage) | < 0.1 s: {} |\n",
+            w.secs, w.exit.map(|c| c.to_string()).unwrap_or_else(|| "by signal".into()), w.cpu_s, mark(w.cpu_s < 0.1)
+        ));
+    }
     for s in &r.scale {
         t.push_str(&format!(
             "| scaling: {} files queued, per-task claim+deliver (next {}) | p50 {:.2} ms, p99 {:.2} ms, mean {:.2} ms (staging took {:.1} s) | flat |\n",
@@ -1147,7 +1185,8 @@ fn main() {
     }
     let mut r = Report { machine: machine(), mode: if o.quick { "quick".into() } else { "full".into() }, ..Default::default() };
     type Section = fn(&Opts, &mut Report) -> Res<()>;
-    let sections: [(&str, Section); 5] = [("latency", section_latency), ("burst", section_burst), ("cold", section_cold), ("idle", section_idle), ("scale", section_scale)];
+    let sections: [(&str, Section); 6] =
+        [("latency", section_latency), ("burst", section_burst), ("cold", section_cold), ("idle", section_idle), ("wait", section_wait), ("scale", section_scale)];
     for (name, f) in sections {
         if !o.wants(name) || stopping() {
             continue;

@@ -283,7 +283,10 @@ pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
                 d.rescan("SIGHUP", true);
                 sh.lifecycle_log.write(&[("event", "reload"), ("signal", "SIGHUP"), ("peers", &d.peers.len().to_string())]);
             }
-            _ = periodic.tick() => d.rescan("periodic", false),
+            _ = periodic.tick() => {
+                d.rescan("periodic", false);
+                prune_inboxes(&sh);
+            }
             // Pinged from the dispatcher loop itself, so a wedged loop stops pinging.
             _ = watchdog.tick(), if notifier.watchdog.is_some() => notifier.notify("WATCHDOG=1"),
         }
@@ -298,6 +301,15 @@ pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
     }
     sh.lifecycle_log.write(&[("event", "daemon-stop")]);
     Ok(())
+}
+
+/// Replies nobody collected are pruned like `done/` (age, then count).
+fn prune_inboxes(sh: &Shared) {
+    let (age, keep) = sh.cfg.read().map(|c| (c.done_max_age, c.done_keep)).unwrap_or_else(|p| (p.get_ref().done_max_age, p.get_ref().done_keep));
+    let n = crate::inbox::prune_all(&sh.root, age, keep, std::time::SystemTime::now());
+    if n > 0 {
+        sh.lifecycle_log.write(&[("event", "housekeeping"), ("inbox_pruned", &n.to_string())]);
+    }
 }
 
 /// Builds the runtime and runs the daemon (the CLI entry point).

@@ -48,6 +48,23 @@ pub fn envelope(t: &Task, initial_prompt: Option<&str>) -> String {
     paste_text(s.trim_end())
 }
 
+/// The pasted text as the profile's envelope asks: the header form, or
+/// the task text alone (the initial prompt still first).
+pub fn envelope_as(kind: crate::profile::Envelope, t: &Task, initial_prompt: Option<&str>) -> String {
+    match kind {
+        crate::profile::Envelope::Header => envelope(t, initial_prompt),
+        crate::profile::Envelope::Text => {
+            let mut s = String::new();
+            if let Some(p) = initial_prompt.filter(|p| !p.trim().is_empty()) {
+                s.push_str(p.trim_end());
+                s.push_str("\n\n");
+            }
+            s.push_str(&t.text);
+            paste_text(s.trim_end())
+        }
+    }
+}
+
 /// A short, growing poll interval: fast confirmation when the pane
 /// answers at once, little load when it does not.
 struct Poll {
@@ -184,6 +201,13 @@ mod tests {
 
     fn task() -> Task {
         Task { v: 1, id: "t1".into(), from: "bob".into(), reply_to: "bob".into(), topic: None, in_reply_to: None, text: "do\x1b[201~ it\r\n".into() }
+    }
+
+    #[test]
+    fn text_envelope_is_the_text_alone() {
+        let e = envelope_as(crate::profile::Envelope::Text, &task(), Some("First."));
+        assert_eq!(e, "First.\n\ndo[201~ it");
+        assert_eq!(envelope_as(crate::profile::Envelope::Header, &task(), None), envelope(&task(), None));
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub enum Error {
     #[error("unknown peer {0:?} (see `peerspool peer list`)")]
     UnknownPeer(String),
 
-    #[error("peer {0:?} already exists")]
+    #[error("peer {0:?} already exists (`peer add --force` overwrites its profile)")]
     PeerExists(String),
 
     #[error("{path}: {reason}")]
@@ -21,6 +21,10 @@ pub enum Error {
 
     #[error("{0}")]
     Usage(String),
+
+    /// An operation refused to protect data; nothing was changed.
+    #[error("{0}")]
+    Refused(String),
 
     #[error("another daemon (pid {pid}) is already running on {root}")]
     AlreadyRunning { pid: String, root: PathBuf },

@@ -132,7 +132,7 @@ pub const MAX_DELIVERY_ATTEMPTS: u32 = 3;
 /// Why a wake failed, by who can fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WakeError {
-    /// Only the operator can fix it (not logged in, missing cwd): the
+    /// Only the operator can fix it (not logged in, refused as root): the
     /// peer is blocked at once, not retried, not counted as a death.
     Setup(String),
     /// Anything else: counted as a death, retried with backoff.

@@ -4,7 +4,7 @@
 //! them against tmux and the filesystem.
 
 use crate::config::Config;
-use crate::deliver::{deliver, envelope};
+use crate::deliver::{deliver, envelope_as};
 use crate::format::{parse_task, Task};
 use crate::head::{Head, Listing};
 use crate::lifecycle::{self, Timers, Verdict, View, WakeError, WakeInputs};
@@ -812,7 +812,7 @@ impl Peer {
         let first = self.session.as_ref().is_some_and(|s| s.delivered == 0);
         let fresh = self.session.as_ref().is_some_and(|s| s.mode == "fresh");
         let prompt = if first && fresh { self.profile.as_ref().and_then(|p| p.initial_prompt.clone()) } else { None };
-        let text = envelope(task, prompt.as_deref());
+        let text = envelope_as(self.profile.as_ref().map(|p| p.envelope).unwrap_or_default(), task, prompt.as_deref());
         let waited = self.end_wait();
         // A retry or a recovered task pastes again only when the runtime's
         // record proves the task did not arrive.
@@ -904,10 +904,24 @@ impl Peer {
             park: park.as_ref(),
             can_resume: rt.can_resume(),
         });
+        // A missing cwd, tmux or program is a configuration error, not a
+        // crash: no session, no death, said once, retried after a while.
+        if let Err(why) = crate::preflight::check(&p.cwd, &rt.argv(mode), &p.env) {
+            let r = format!("{}: {why}", crate::preflight::CONFIG);
+            if self.st.blocked().as_deref() != Some(r.as_str()) {
+                self.lifecycle(&[("event", "wake-refused"), ("task", &task.id), ("reason", &r)]);
+                self.st.set_blocked(Some(&r));
+            }
+            self.hold_until_ms = now_ms() + crate::preflight::RETRY_MS;
+            self.schedule(self.hold_until_ms);
+            return Err(r);
+        }
         self.st.clear_fresh_next();
         let _ = self.st.set_park(None::<&Park>);
         let started = Instant::now();
-        match self.boot(cfg, &p, rt.as_ref(), mode).await {
+        let booted = self.boot(cfg, &p, rt.as_ref(), mode).await;
+        self.st.set_booting(None);
+        match booted {
             Ok(()) => {
                 let ms = started.elapsed().as_millis().to_string();
                 self.lifecycle(&[("event", "wake"), ("mode", mode.as_str()), ("cause", cause), ("task", &task.id), ("boot_ms", &ms)]);
@@ -915,6 +929,14 @@ impl Peer {
                     self.st.set_blocked(None);
                 }
                 Ok(mode)
+            }
+            // Cut short by stop, a changed profile or a reload: not the
+            // program's failure, so no death and no block.
+            Err(e) if self.boot_interrupt().is_some() => {
+                let why = e.reason().to_string();
+                self.lifecycle(&[("event", "wake-interrupted"), ("mode", mode.as_str()), ("task", &task.id), ("reason", &why), ("boot_ms", &started.elapsed().as_millis().to_string())]);
+                self.end_session(&why, false, false).await;
+                Err(why)
             }
             Err(WakeError::Setup(why)) => {
                 let boot_ms = started.elapsed().as_millis().to_string();
@@ -943,9 +965,6 @@ impl Peer {
     }
 
     async fn boot(&mut self, cfg: &Config, p: &Profile, rt: &dyn Runtime, mode: WakeMode) -> Result<(), WakeError> {
-        if !p.cwd.is_dir() {
-            return Err(WakeError::Setup(format!("cwd {} does not exist", p.cwd.display())));
-        }
         let argv = rt.argv(mode);
         let mut env: BTreeMap<String, String> = p.env.clone();
         let home = std::fs::canonicalize(&self.sh.root.path).unwrap_or_else(|_| self.sh.root.path.clone());
@@ -968,9 +987,13 @@ impl Peer {
         let deadline = Instant::now() + cfg.boot_deadline;
         let mut gap = Duration::from_millis(10);
         let mut last_dialog = None;
+        let mut shown = None;
         loop {
             if self.sh.stopping() {
                 return Err(WakeError::Failed("daemon stopping".into()));
+            }
+            if let Some(why) = self.boot_interrupt() {
+                return Err(WakeError::Failed(why.to_string()));
             }
             let pane = self.tmux.pane().await;
             let screen = self.tmux.capture(false).await.unwrap_or_default();
@@ -1002,6 +1025,21 @@ impl Peer {
             if Instant::now() >= deadline {
                 return Err(format!("boot deadline {}s passed: {}", cfg.boot_deadline.as_secs(), last_lines(&screen, 2)).into());
             }
+            // Elapsed time is computed by the reader: rewritten only when
+            // the screen's last line changes.
+            let b = crate::state::Booting {
+                since_ms: now,
+                deadline_secs: cfg.boot_deadline.as_secs(),
+                waiting_for: match &p.ready_pattern {
+                    Some(re) => format!("ready pattern `{re}`"),
+                    None => format!("the {} input prompt", p.runtime.as_str()),
+                },
+                last_line: last_lines(&screen, 1),
+            };
+            if shown.as_ref() != Some(&b) {
+                self.st.set_booting(Some(&b));
+                shown = Some(b);
+            }
             tokio::time::sleep(gap).await;
             gap = (gap * 2).min(Duration::from_millis(500));
         }
@@ -1009,6 +1047,22 @@ impl Peer {
 }
 
 const PANE_RECHECK: Duration = Duration::from_secs(10);
+
+impl Peer {
+    /// Why a boot in progress must stop at once: an operator stop, a
+    /// changed profile (it boots again with the new one), a reload.
+    fn boot_interrupt(&self) -> Option<&'static str> {
+        if self.st.stopped() {
+            Some("operator-stop")
+        } else if self.profile_on_disk() != self.profile_stamp {
+            Some("profile-changed")
+        } else if self.relist.load(std::sync::atomic::Ordering::Relaxed) == RELIST_ALWAYS {
+            Some("reload")
+        } else {
+            None
+        }
+    }
+}
 
 fn pid_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.

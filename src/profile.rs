@@ -31,6 +31,22 @@ pub enum WakePolicy {
     Ephemeral,
 }
 
+/// What a delivery pastes: agents read the header (who asked, where the
+/// reply goes); a plain program (a shell, a REPL) would try to run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Envelope {
+    #[default]
+    Header,
+    Text,
+}
+
+impl Envelope {
+    fn is_default(&self) -> bool {
+        *self == Envelope::Header
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
@@ -59,6 +75,8 @@ pub struct Profile {
     /// A human also types into this session (`peerspool attach`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub human: bool,
+    #[serde(default, skip_serializing_if = "Envelope::is_default")]
+    pub envelope: Envelope,
     /// One turn running longer than this is reported as stuck.
     #[serde(default = "default_max_turn_secs", skip_serializing_if = "is_default_max_turn")]
     pub max_turn_secs: f64,
@@ -93,6 +111,7 @@ impl Profile {
             idle_secs: None,
             quiet_secs: None,
             human: false,
+            envelope: Envelope::Header,
             max_turn_secs: DEFAULT_MAX_TURN_SECS,
             reap_stuck: false,
         }

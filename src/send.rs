@@ -99,3 +99,45 @@ pub fn read_text(arg: Option<&str>, stdin: &mut dyn std::io::Read) -> Result<Str
         Some(t) => Ok(t.to_string()),
     }
 }
+
+/// Why a queued task will not be delivered soon. The same facts
+/// `peerspool status` shows, from the same files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    NoDaemon,
+    Stopped,
+    /// The daemon's reason: a crash-loop, a failed wake, a bad profile.
+    Blocked(String),
+}
+
+/// Whatever would keep a task for `peer` waiting right now.
+pub fn holds(root: &Root, peer: &str) -> Vec<Hold> {
+    let st = crate::state::PeerState::new(root, peer);
+    let mut h = vec![];
+    if crate::lock::running(root).is_none() {
+        h.push(Hold::NoDaemon);
+    }
+    if st.stopped() {
+        h.push(Hold::Stopped);
+    }
+    if let Some(b) = st.blocked() {
+        h.push(Hold::Blocked(b));
+    }
+    h
+}
+
+impl Hold {
+    /// One line: why the task waits and the next step.
+    pub fn explain(&self, root: &Root, peer: &str) -> String {
+        match self {
+            Hold::NoDaemon => format!(
+                "no daemon is running on {}: the task waits in the spool until one starts (`peerspool daemon`, or `peerspool service install`)",
+                root.path.display()
+            ),
+            Hold::Stopped => format!("peer {peer} is stopped: the task waits until `peerspool start {peer}`"),
+            Hold::Blocked(why) => format!(
+                "peer {peer} is blocked ({why}): the task waits; see `peerspool log --peer {peer}`, then `peerspool start {peer}` to retry at once"
+            ),
+        }
+    }
+}

@@ -75,6 +75,27 @@ pub struct Park {
     pub topics: Vec<String>,
 }
 
+/// A boot in progress, for `peerspool status`: what it waits for, since
+/// when, and the screen's last line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Booting {
+    pub since_ms: u64,
+    pub deadline_secs: u64,
+    pub waiting_for: String,
+    #[serde(default)]
+    pub last_line: String,
+}
+
+impl Booting {
+    pub fn describe(&self, now_ms: u64) -> String {
+        let mut s = format!("booting: waiting for {} ({} s of {})", self.waiting_for, now_ms.saturating_sub(self.since_ms) / 1000, self.deadline_secs);
+        if !self.last_line.is_empty() {
+            s.push_str(&format!(", screen: {}", self.last_line));
+        }
+        s
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PeerState {
     pub dir: PathBuf,
@@ -192,6 +213,21 @@ impl PeerState {
         }
     }
 
+    pub fn booting(&self) -> Option<Booting> {
+        read_json(&self.p("booting.json"))
+    }
+
+    pub fn set_booting(&self, b: Option<&Booting>) {
+        match b {
+            Some(b) => {
+                let _ = write_json(&self.p("booting.json"), b);
+            }
+            None => {
+                let _ = fs::remove_file(self.p("booting.json"));
+            }
+        }
+    }
+
     /// Last activity the daemon observed (ms), for status.
     pub fn activity_ms(&self) -> Option<u64> {
         fs::read_to_string(self.p("activity")).ok().and_then(|s| s.trim().parse().ok())
@@ -225,7 +261,7 @@ impl PeerState {
     pub fn set_setup_block(&self, why: Option<&str>) {
         match why {
             Some(w) => {
-                let _ = crate::root::write_private(&self.p("setup-blocked"), format!("{w}\n"));
+                let _ = replace_file(&self.p("setup-blocked"), format!("{w}\n").as_bytes());
             }
             None => {
                 let _ = fs::remove_file(self.p("setup-blocked"));
@@ -235,13 +271,14 @@ impl PeerState {
 
     /// Why the last wake was refused or failed (crash-loop, boot failure).
     pub fn blocked(&self) -> Option<String> {
-        fs::read_to_string(self.p("blocked")).ok().map(|s| s.trim().to_string())
+        fs::read_to_string(self.p("blocked")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
     }
 
     pub fn set_blocked(&self, why: Option<&str>) {
         match why {
             Some(w) => {
-                let _ = crate::root::write_private(&self.p("blocked"), format!("{w}\n"));
+                // Replaced whole: a waiter reads it at any moment.
+                let _ = replace_file(&self.p("blocked"), format!("{w}\n").as_bytes());
             }
             None => {
                 let _ = fs::remove_file(self.p("blocked"));

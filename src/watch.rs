@@ -30,7 +30,9 @@ pub struct Watch {
     inner: RecommendedWatcher,
 }
 
-fn classify(kind: &EventKind) -> Option<Change> {
+/// None for events that never mean a file arrived or left (opens and
+/// reads, the reader's own listing among them).
+pub fn classify(kind: &EventKind) -> Option<Change> {
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Change::Complete),
         EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both | RenameMode::Any)) => Some(Change::Complete),

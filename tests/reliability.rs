@@ -318,8 +318,8 @@ fn hostile_files_are_failed_with_specific_reasons() {
 }
 
 /// A relative `cwd` is refused at `peer add` and, written by hand, keeps
-/// the peer asleep with the reason; a missing program fails its wakes
-/// with the reason, bounded by the crash-loop guard (no storm).
+/// the peer asleep with the reason; a missing program is refused as a
+/// configuration error with the reason, once (no storm, no deaths).
 #[test]
 fn bad_profiles_fail_with_reasons_and_no_storm() {
     let mut e = Env::new();
@@ -342,15 +342,20 @@ fn bad_profiles_fail_with_reasons_and_no_storm() {
         e.send("ghost", &format!("boo {i}"));
     }
     wait_for("relative cwd reported", T, || e.lifecycle().contains("peer=rel event=profile-invalid"));
-    wait_for("crash-loop guard", T, || e.lifecycle().contains("peer=ghost event=wake-refused reason=\"crash-loop"));
+    // A missing program is a configuration error (issue 15): refused
+    // before tmux is asked, said once, never a death.
+    wait_for("configuration refusal", T, || e.lifecycle().contains("peer=ghost event=wake-refused"));
     std::thread::sleep(Duration::from_secs(2));
-    let deaths = e.lifecycle().matches("peer=ghost event=death").count();
-    println!("missing program: deaths={deaths} then refused; tasks still queued={}", e.count("ghost", "spool/new"));
-    assert_eq!(deaths, 3, "wakes stop at PEERSPOOL_CRASHLOOP_MAX");
+    let life = e.lifecycle();
+    let deaths = life.matches("peer=ghost event=death").count();
+    println!("missing program: deaths={deaths}, refused; tasks still queued={}", e.count("ghost", "spool/new"));
+    assert!(life.contains("peer=ghost event=wake-refused task=") && life.contains("reason=\"config: program \\\"/nonexistent/agent\\\" not found"), "{life}");
+    assert_eq!(life.matches("peer=ghost event=wake-refused").count(), 1, "no storm: {life}");
+    assert_eq!(deaths, 0, "a missing program is not a death");
     assert_eq!(e.count("ghost", "spool/new"), 5, "tasks stay queued");
     assert_eq!(e.count("rel", "spool/new"), 1);
     let status = e.ok(&["status"]);
-    assert!(status.contains("crash-loop"), "status shows why: {status}");
+    assert!(status.contains("config: program"), "status shows why: {status}");
 }
 
 /// Directory and file modes follow the contract; a world-writable root is

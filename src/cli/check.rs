@@ -14,6 +14,7 @@ pub enum SpoolCmd {
         /// Outbox owner, for the self-send rule (default: from the path)
         #[arg(long)]
         owner: Option<String>,
+        /// The files to judge (each verdict on a line of its own)
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },

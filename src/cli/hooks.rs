@@ -15,6 +15,7 @@ pub enum HooksCmd {
 
 #[derive(Args, Debug)]
 pub struct HooksArgs {
+    /// Whose hook: claude (Stop hook in <cwd>/.claude/settings.local.json) or codex (notify in config.toml)
     #[arg(value_parser = ["claude", "codex"])]
     pub runtime: String,
     /// Use this peer's cwd (claude) or its CODEX_HOME/HOME (codex);
@@ -33,6 +34,11 @@ fn profile(root: &Root, peer: &str) -> anyhow::Result<Profile> {
 
 fn target(root: &Root, a: &HooksArgs) -> anyhow::Result<PathBuf> {
     let prof = a.peer.as_deref().map(|p| profile(root, p)).transpose()?;
+    if let (Some(p), Some(name)) = (&prof, &a.peer) {
+        if p.runtime.as_str() != a.runtime {
+            return Err(Error::Usage(format!("peer {name} runs {}, not {}: `peerspool hooks install {} --peer {name}`", p.runtime.as_str(), a.runtime, p.runtime.as_str())).into());
+        }
+    }
     Ok(match (a.runtime.as_str(), prof) {
         ("claude", Some(p)) => hooks::claude_settings(&p.cwd),
         ("claude", None) => hooks::claude_settings(&std::env::current_dir()?),

@@ -2,6 +2,7 @@ use clap::Args;
 use peerspool::format::OutMsg;
 use peerspool::root::Root;
 use peerspool::send::{self, Opts};
+use peerspool::wait::{self, Outcome, Verdicts};
 use peerspool::{names, state::PeerState, Error};
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ pub struct SendArgs {
     /// The text, or `-` to read stdin (default: stdin)
     #[arg(allow_hyphen_values = true)]
     pub text: Option<String>,
+    /// Thread label (at most 200 characters)
     #[arg(long)]
     pub topic: Option<String>,
     /// Sender name (outside a session; default: your user name)
@@ -20,10 +22,10 @@ pub struct SendArgs {
     /// Where replies go (default: the sender)
     #[arg(long)]
     pub reply_to: Option<String>,
-    /// Wait for the reply and print its text
+    /// Wait for the reply and print its text; ends early when the daemon fails the task (exit 3) or cannot wake the peer (exit 4)
     #[arg(long)]
     pub wait: bool,
-    /// With --wait: give up after this many seconds (exit 1)
+    /// With --wait: give up after this many seconds (exit 1; the task stays queued)
     #[arg(long, default_value_t = 600.0, requires = "wait")]
     pub timeout: f64,
 }
@@ -36,44 +38,87 @@ pub struct ReplyArgs {
     /// Recipient (default: the reply_to of the task being worked on)
     #[arg(long)]
     pub to: Option<String>,
+    /// Thread label (default: the topic of the task being answered)
     #[arg(long)]
     pub topic: Option<String>,
 }
 
+/// Exit codes of `send --wait` beyond the usual 0/1/2 (README, SPEC §10.4).
+pub const EXIT_TASK_FAILED: i32 = 3;
+pub const EXIT_PEER_BLOCKED: i32 = 4;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+fn timeout(secs: f64) -> Result<Duration, Error> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| Error::Usage(format!("--timeout {secs}: must be a positive number of seconds")))
+}
+
 pub fn send(root: &Root, a: SendArgs) -> anyhow::Result<i32> {
+    // Everything is checked before anything is written: a usage error
+    // must not leave a task behind.
+    let wait = if a.wait { Some(timeout(a.timeout)?) } else { None };
+    let me = send::session_peer();
+    if me.is_some() && wait.is_some() {
+        return Err(Error::Usage("--wait is for scripts outside sessions; inside one the reply arrives as a task".into()).into());
+    }
+    let from = a.from.clone().unwrap_or_else(names::local_user);
+    let addr = a.reply_to.clone().unwrap_or_else(|| from.clone());
     let text = send::read_text(a.text.as_deref(), &mut std::io::stdin())?;
-    root.check()?;
-    if let Some(me) = send::session_peer() {
-        if a.wait {
-            return Err(Error::Usage("--wait is for scripts outside sessions; inside one the reply arrives as a task".into()).into());
-        }
+    super::check_root(root)?;
+    if let Some(me) = me {
         let m = OutMsg { to: a.peer.clone(), text, reply_to: a.reply_to, topic: a.topic, in_reply_to: None };
         println!("{}", send::outbox(root, &me, &m)?);
         return Ok(0);
     }
-    let from = a.from.clone().unwrap_or_else(names::local_user);
-    let opts = Opts { topic: a.topic, from: Some(from.clone()), reply_to: a.reply_to.clone(), in_reply_to: None };
+    if wait.is_some() {
+        names::check("reply address", &addr)?;
+        if root.is_peer(&addr) {
+            return Err(Error::Usage(format!("--wait needs a non-peer reply address, but {addr:?} is a peer (use --from or --reply-to)")).into());
+        }
+    }
+    let interrupt = wait.map(|_| wait::Interrupt::install()).transpose()?;
+    let opts = Opts { topic: a.topic, from: Some(from), reply_to: a.reply_to.clone(), in_reply_to: None };
     let id = send::task(root, &a.peer, &text, &opts)?;
-    if !a.wait {
+    // With --wait stdout is the reply's text alone.
+    if wait.is_none() {
         println!("{id}");
-        return Ok(0);
     }
-    let addr = a.reply_to.unwrap_or(from);
-    if root.is_peer(&addr) {
-        return Err(Error::Usage(format!("--wait needs a non-peer reply address, but {addr:?} is a peer (use --from or --reply-to)")).into());
+    for h in send::holds(root, &a.peer) {
+        eprintln!("peerspool: note: task {id}: {}", h.explain(root, &a.peer));
     }
-    let timeout = Duration::try_from_secs_f64(a.timeout).map_err(|_| Error::Usage("--timeout must be a positive number".into()))?;
-    match peerspool::wait::reply(&root.inbox(&addr)?, &id, timeout)? {
-        Some(m) => {
+    let Some(timeout) = wait else { return Ok(0) };
+    let verdicts = Verdicts {
+        failed_dir: root.peer(&a.peer)?.spool_sub("failed"),
+        task_file: format!("{id}.json"),
+        state: PeerState::new(root, &a.peer),
+    };
+    let peer = &a.peer;
+    let collect = format!("`peerspool inbox read --addr {addr} {id}` collects the reply when it comes");
+    match wait::wait(&root.inbox(&addr)?, &id, timeout, Some(&verdicts), interrupt)? {
+        Outcome::Reply(m) => {
             print!("{}", m.text);
             if !m.text.ends_with('\n') {
                 println!();
             }
             Ok(0)
         }
-        None => {
-            eprintln!("peerspool: no reply to task {id} from {} within {}s", a.peer, a.timeout);
+        Outcome::Failed(why) => {
+            eprintln!("peerspool: task {id} failed: {why} (see {})", verdicts.failed_dir.display());
+            Ok(EXIT_TASK_FAILED)
+        }
+        Outcome::Blocked(why) => {
+            eprintln!("peerspool: peer {peer} cannot be woken: {why}; task {id} stays queued, {collect}");
+            Ok(EXIT_PEER_BLOCKED)
+        }
+        Outcome::TimedOut => {
+            eprintln!("peerspool: no reply to task {id} from {peer} within {}s; the task is still queued or in progress, {collect}", a.timeout);
             Ok(1)
+        }
+        Outcome::Interrupted => {
+            eprintln!("peerspool: interrupted; task {id} for {peer} is still queued or in progress, {collect}");
+            Ok(EXIT_INTERRUPTED)
         }
     }
 }

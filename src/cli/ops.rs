@@ -6,9 +6,13 @@ use std::io::{BufRead, Seek, SeekFrom};
 use std::path::PathBuf;
 
 pub fn daemon(root: Root) -> anyhow::Result<i32> {
+    // Without tmux no session can start: refuse instead of failing every wake.
+    if let Some(t) = peerspool::preflight::missing_tmux() {
+        return Err(Error::Refused(format!("tmux ({t}) is not on PATH: install tmux (apt-get install tmux, brew install tmux) or set PEERSPOOL_TMUX; the daemon did not start")).into());
+    }
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PEERSPOOL_LOG").unwrap_or_else(|_| "info".into()))
         .try_init();
     peerspool::daemon::run_blocking(root, None)?;
@@ -35,6 +39,14 @@ pub fn attach(root: &Root, peer: &str) -> anyhow::Result<i32> {
     if !t.alive_blocking() {
         anyhow::bail!("peer {peer:?} is asleep: no live session to attach to (send it a task to wake it)");
     }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(Error::Usage(format!(
+            "attach needs a terminal (stdin is not a tty); to read the screen instead: tmux -S {} capture-pane -p -t {}",
+            t.socket.display(),
+            peerspool::tmux::SESSION
+        ))
+        .into());
+    }
     let st = std::process::Command::new("tmux")
         .arg("-S")
         .arg(&t.socket)
@@ -58,6 +70,12 @@ pub struct LogArgs {
 }
 
 pub fn log(root: &Root, a: LogArgs) -> anyhow::Result<i32> {
+    if let Some(p) = &a.peer {
+        root.peer(p)?;
+        if !root.is_peer(p) {
+            return Err(Error::UnknownPeer(p.clone()).into());
+        }
+    }
     let files: Vec<PathBuf> = match a.which.as_str() {
         "delivery" => vec![root.log_dir().join("delivery.log")],
         "lifecycle" => vec![root.log_dir().join("lifecycle.log")],

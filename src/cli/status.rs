@@ -39,11 +39,12 @@ fn peer_status(root: &Root, name: &str) -> anyhow::Result<serde_json::Value> {
         "recent_deaths": recent_deaths,
         "blocked": st.blocked(),
         "current_task": if live { st.current().map(|c| c.id) } else { None },
+        "booting": if live { st.booting().map(|b| b.describe(now)) } else { None },
     }))
 }
 
 pub fn run(root: &Root, a: StatusArgs) -> anyhow::Result<i32> {
-    root.check()?;
+    super::check_root(root)?;
     let pid = peerspool::lock::running(root);
     let peers = root.peer_names()?.iter().map(|n| peer_status(root, n)).collect::<anyhow::Result<Vec<_>>>()?;
     if a.json {
@@ -66,6 +67,9 @@ pub fn run(root: &Root, a: StatusArgs) -> anyhow::Result<i32> {
         let mut note = vec![];
         if p["stopped"].as_bool() == Some(true) {
             note.push("STOPPED".to_string());
+        }
+        if let Some(b) = p["booting"].as_str() {
+            note.push(b.to_string());
         }
         if let Some(b) = p["blocked"].as_str() {
             note.push(b.to_string());

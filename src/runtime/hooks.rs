@@ -110,7 +110,20 @@ pub fn uninstall_claude(path: &Path) -> Result<bool, String> {
         return Ok(false);
     }
     claude_tidy(&mut v);
+    if v.as_object().is_some_and(|o| o.is_empty()) {
+        return remove_emptied(path);
+    }
     save_if_changed(path, old.as_deref(), &v)
+}
+
+/// A settings file that held only our hook goes, with a `.claude/` it
+/// leaves empty: uninstall leaves the directory as it was before install.
+fn remove_emptied(path: &Path) -> Result<bool, String> {
+    std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir(dir); // only if empty
+    }
+    Ok(true)
 }
 
 fn codex_load(path: &Path) -> Result<(String, toml_edit::DocumentMut), String> {
@@ -160,6 +173,10 @@ pub fn uninstall_codex(path: &Path) -> Result<bool, String> {
         return Ok(false);
     }
     doc.remove("notify");
+    if doc.to_string().trim().is_empty() {
+        std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok(true);
+    }
     write(path, &doc.to_string())?;
     Ok(true)
 }
@@ -211,7 +228,8 @@ mod tests {
         assert!(!uninstall_claude(&p).unwrap());
         assert!(install_claude(&p, CMD).unwrap());
         assert!(uninstall_claude(&p).unwrap());
-        assert_eq!(std::fs::read_to_string(&p).unwrap().trim(), "{}");
+        assert!(!p.exists() && !p.parent().unwrap().exists(), "a file holding only our hook is removed, with its empty .claude/");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, "{not json").unwrap();
         let e = install_claude(&p, CMD).unwrap_err();
         assert!(e.contains("settings.local.json") && e.contains("not valid JSON"), "{e}");

@@ -1,0 +1,109 @@
+//! The README's quick start, run as written (issue 15, defect 4): each
+//! command line of the block goes through bash with the built binary first
+//! on PATH, on a temp root and HOME. Exceptions, each said when it happens:
+//! `cargo install` (the test runs the binary cargo just built), `daemon &`
+//! (started by the harness on the same root, so it is stopped even when the
+//! test fails), `log --follow` (bounded: read for a second, then stopped by
+//! its pid), and the `send alice` lines when no `claude` is on PATH.
+
+mod common;
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+fn quick_start() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme.split("## Quick start").nth(1).and_then(|s| s.split("```sh\n").nth(1)).and_then(|s| s.split("```").next()).expect("a sh block under ## Quick start");
+    let comment = regex::Regex::new(r"\s{2,}#\s.*$").unwrap();
+    block.lines().map(|l| comment.replace(l, "").trim().to_string()).filter(|l| !l.is_empty()).collect()
+}
+
+fn on_path(prog: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+}
+
+#[test]
+fn readme_quick_start_runs_as_written() {
+    let mut e = Env::new();
+    let home = e.dir.path().join("home");
+    std::fs::create_dir_all(home.join("src/project")).unwrap();
+    let bin = e.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(BIN, bin.join("peerspool")).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let root = e.root.clone();
+    let bash = |line: &str| {
+        let mut c = Command::new("bash");
+        c.args(["-c", line]).env("HOME", &home).env("PATH", &path).env("PEERSPOOL_HOME", &root).env("USER", "tester").env_remove("PEERSPOOL_PEER").env_remove("TMUX");
+        c
+    };
+    let claude = on_path("claude");
+    let lines = quick_start();
+    assert!(lines.iter().any(|l| l.contains("peer add sh1")), "{lines:?}");
+    let mut ran = 0;
+    for line in &lines {
+        if line.starts_with("cargo install") {
+            eprintln!("readme: skipped (the test uses the binary cargo built): {line}");
+            continue;
+        }
+        if line.starts_with("peerspool daemon &") {
+            eprintln!("readme: the harness starts the daemon on the same root: {line}");
+            e.track_peer("alice");
+            e.track_peer("sh1");
+            // As after `cargo install`: the daemon and its sessions find
+            // `peerspool` on PATH.
+            e.var("PATH", &path);
+            e.start_daemon();
+            continue;
+        }
+        if line.starts_with("peerspool send alice") && !claude {
+            eprintln!("readme: skipped, no `claude` on PATH: {line}");
+            continue;
+        }
+        if line.starts_with("peerspool log --follow") {
+            let c = bash(&format!("exec {line}")).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+            signal(c.id(), libc::SIGTERM);
+            let out = c.wait_with_output().unwrap();
+            assert!(String::from_utf8_lossy(&out.stdout).contains("event=daemon-start"), "{line}");
+            ran += 1;
+            continue;
+        }
+        // Bounded: a --wait that never ends must fail the test, not hang it.
+        let out = bash(&format!("timeout 60 {line}")).stdin(Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "README line failed: {line}\n{}", String::from_utf8_lossy(&out.stderr));
+        if line.contains("peerspool reply") {
+            let uname = Command::new("uname").arg("-a").output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&uname.stdout), "{line}");
+        }
+        ran += 1;
+    }
+    assert!(ran >= 4, "ran {ran} lines of {lines:?}");
+    // The `command` peer of the quick start must become ready, whoever
+    // runs it (root's prompt ends in `# `, a user's in `$ `).
+    let id = e.send("sh1", "echo quick-start-$((6*7))");
+    wait_for("sh1 took the task", T, || e.count("sh1", "spool/done") == 2);
+    assert!(e.lifecycle().contains("peer=sh1 event=wake "), "{}", e.lifecycle());
+    assert!(e.delivery().contains(&format!("task={id} from=tester outcome=delivered")), "{}", e.delivery());
+    // `--envelope text`: the shell got the command alone, no header to run.
+    let screen = || {
+        let o = Command::new("tmux").arg("-S").arg(e.socket("sh1")).args(["capture-pane", "-p", "-t", peerspool::tmux::SESSION]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    wait_for("the shell ran it", T, || screen().contains("quick-start-42"));
+    assert!(!screen().contains("[peerspool task"), "{}", screen());
+    assert_eq!(e.stop_daemon(), Some(0));
+}
+
+#[test]
+fn quick_start_ready_pattern_matches_root_and_user_prompts() {
+    let line = quick_start().into_iter().find(|l| l.contains("peer add sh1")).unwrap();
+    let pat = line.split("--ready-pattern '").nth(1).and_then(|s| s.split('\'').next()).expect("a quoted --ready-pattern");
+    let re = regex::RegexBuilder::new(pat).multi_line(true).build().unwrap();
+    for prompt in ["bash-5.2$ ", "bash-5.2# ", "user@host:~$ ", "root@host:/tmp# "] {
+        assert!(re.is_match(&format!("some output\n{prompt}")), "{pat:?} does not match {prompt:?}");
+    }
+    assert!(!re.is_match("bash-5.2$ echo running"), "not ready while a command line is typed");
+}
