@@ -542,7 +542,7 @@ impl Peer {
                 self.schedule(g.deadline_ms.min(now + 250));
             }
         }
-        let view = View {
+        let mut view = View {
             pane_dead: pane.as_ref().is_none_or(|p| p.dead),
             stopped: self.st.stopped(),
             ephemeral: self.ephemeral(),
@@ -567,11 +567,17 @@ impl Peer {
                 self.end_session(&format!("exited {exit}"), true, false).await;
             }
             Verdict::Halt => self.end_session("operator-stop", false, false).await,
-            Verdict::Reap { cause, park } if cause != "turn-end" => {
+            Verdict::Reap { cause, .. } if cause != "turn-end" => {
                 // A turn in progress (a silent tool run too) is never idle.
                 let state = self.turn().await;
                 if state == TurnState::Ready {
-                    return self.end_session(cause, false, park).await;
+                    // A turn seen to end just now restarts the idle count.
+                    view.last_activity_ms = view.last_activity_ms.max(self.turns.ended_ms);
+                    match lifecycle::supervise(&view, &self.timers(cfg), now) {
+                        Verdict::Reap { cause, park } => return self.end_session(cause, false, park).await,
+                        Verdict::Keep { next_ms } => return self.schedule(next_ms),
+                        _ => return,
+                    }
                 }
                 if self.stuck(now).await {
                     return;
@@ -701,7 +707,14 @@ impl Peer {
             return Some(n);
         }
         self.relist_if_needed(false).ok()?;
-        self.spool_head.first().cloned()
+        // The head may still hold a name already taken (a late event).
+        while let Some(n) = self.spool_head.first().cloned() {
+            if self.spool.new.join(&n).exists() {
+                return Some(n);
+            }
+            self.spool_head.remove(&n);
+        }
+        None
     }
 
     fn judge(&mut self, name: &str, cfg: &Config) -> Option<Task> {

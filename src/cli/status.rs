@@ -40,7 +40,17 @@ fn peer_status(root: &Root, name: &str) -> anyhow::Result<serde_json::Value> {
         "blocked": st.blocked(),
         "current_task": if live { st.current().map(|c| c.id) } else { None },
         "booting": if live { st.booting().map(|b| b.describe(now)) } else { None },
+        "turn": if live { st.turn().map(|t| turn_json(&t, now)) } else { None },
     }))
+}
+
+/// The session's turn and a task held for it, with ages.
+fn turn_json(t: &peerspool::state::TurnView, now: u64) -> serde_json::Value {
+    let mut v = json!({"state": t.state, "for_secs": now.saturating_sub(t.since_ms) / 1000});
+    if let Some(w) = &t.waiting {
+        v["waiting"] = json!({"task": w.task, "why": w.why, "for_secs": now.saturating_sub(w.since_ms) / 1000});
+    }
+    v
 }
 
 pub fn run(root: &Root, a: StatusArgs) -> anyhow::Result<i32> {
@@ -70,6 +80,13 @@ pub fn run(root: &Root, a: StatusArgs) -> anyhow::Result<i32> {
         }
         if let Some(b) = p["booting"].as_str() {
             note.push(b.to_string());
+        }
+        let t = &p["turn"];
+        if let Some(state) = t["state"].as_str().filter(|s| *s != "ready") {
+            note.push(format!("{state} ({} s)", n(&t["for_secs"])));
+        }
+        if let Some(task) = t["waiting"]["task"].as_str() {
+            note.push(format!("task {task} waits: {} ({} s)", t["waiting"]["why"].as_str().unwrap_or(""), n(&t["waiting"]["for_secs"])));
         }
         if let Some(b) = p["blocked"].as_str() {
             note.push(b.to_string());

@@ -57,8 +57,13 @@ impl Peer {
         let state = turn::state(&Facts { screen, record, hook_end_ms, delivered_ms, quiet_ms });
         let changed = self.turns.last.is_none_or(|(s, _)| s != state);
         if changed {
-            if state == TurnState::Ready && self.turns.last.is_some_and(|(s, _)| s == TurnState::Working) {
+            if let Some((TurnState::Working, since)) = self.turns.last.filter(|_| state == TurnState::Ready) {
                 self.turns.ended_ms = Some(now);
+                // For receipts: the turn of the task last pasted is over.
+                if let Some(cur) = self.st.current() {
+                    let ms = now.saturating_sub(since).to_string();
+                    self.delivery(&[("event", "turn-end"), ("task", &cur.id), ("turn_ms", &ms)]);
+                }
             }
             if state == TurnState::Working {
                 self.turns.stuck_logged = false;
