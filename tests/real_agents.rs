@@ -218,3 +218,118 @@ fn codex_peers_sharing_a_home_answer_as_themselves() {
     assert_eq!(r.reply_to(&ida2).unwrap()["from"], "a");
     r.e.stop_daemon();
 }
+
+fn type_into(r: &Real, peer: &str, keys: &[&str]) {
+    let ok = std::process::Command::new("tmux").arg("-S").arg(r.e.socket(peer)).args(["send-keys", "-t", "peer"]).args(keys).status().unwrap();
+    assert!(ok.success());
+}
+
+/// The user texts of every model request, for counting what the model saw.
+fn requests_with(r: &Real, needle: &str) -> Vec<serde_json::Value> {
+    let path = if r.kind == Kind::Claude { "/v1/messages" } else { "/v1/responses" };
+    r.server.bodies(path).into_iter().filter(|b| b.to_string().contains(needle)).collect()
+}
+
+/// Task B sent while task A's turn runs: each reaches the model once, as
+/// its own turn, in order; `send --wait` for each prints its own answer;
+/// nothing is retried or failed.
+fn busy(kind: Kind, test: &str) {
+    let Some(mut r) = Real::new(kind, test) else { return };
+    r.add("agent", true, &[]);
+    r.e.start_daemon();
+    let warm = r.e.send("agent", "warm up");
+    r.await_reply(&warm, Duration::from_secs(120));
+    let (ta, tb) = ("task A [[slow:8]]", "task B");
+    let wait = |text: &str| r.e.cmd(&["send", "agent", "--wait", "--timeout", "90", text]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let a = wait(ta);
+    std::thread::sleep(Duration::from_secs(3));
+    let b = wait(tb);
+    wait_for("B waits for A's turn", Duration::from_secs(20), || r.e.delivery().contains("event=wait") && r.e.delivery().contains("state=working"));
+    let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (oa, ob) = (String::from_utf8_lossy(&oa.stdout).to_string(), String::from_utf8_lossy(&ob.stdout).to_string());
+    let id_of = |out: &str| out.split("ack id=").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_default().to_string();
+    let (ida, idb) = (id_of(&oa), id_of(&ob));
+    assert_eq!(oa.trim(), Real::ack(&ida, ta, 2), "A's wait prints A's answer, from a turn without B");
+    assert_eq!(ob.trim(), Real::ack(&idb, tb, 3), "B's wait prints B's answer");
+    for id in [&ida, &idb] {
+        let last = requests_with(&r, id).pop().expect("the model saw the task");
+        assert_eq!(last.to_string().matches(&format!("[peerspool task {id}")).count(), 1, "{id} reached the model once");
+    }
+    let d = r.e.delivery();
+    let delivered_b = d.lines().find(|l| l.contains(&format!("task={idb}")) && l.contains("outcome=delivered")).unwrap_or_default();
+    assert!(delivered_b.contains("waited_ms="), "B waited: {delivered_b}");
+    assert!(!d.contains("outcome=unconfirmed") && !d.contains("outcome=failed"), "{d}");
+    r.e.stop_daemon();
+}
+
+#[test]
+fn claude_task_for_a_busy_agent_waits_for_its_turn() {
+    busy(Kind::Claude, "claude_task_for_a_busy_agent_waits_for_its_turn");
+}
+
+#[test]
+fn codex_task_for_a_busy_agent_waits_for_its_turn() {
+    busy(Kind::Codex, "codex_task_for_a_busy_agent_waits_for_its_turn");
+}
+
+/// A person's half-typed line: the task waits (status says so), the draft
+/// is untouched; once the person sends it, the task goes alone.
+fn draft(kind: Kind, test: &str) {
+    let Some(mut r) = Real::new(kind, test) else { return };
+    r.add("agent", true, &[]);
+    r.e.start_daemon();
+    let warm = r.e.send("agent", "warm up");
+    r.await_reply(&warm, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(500));
+    type_into(&r, "agent", &["-l", "half typed draft"]);
+    std::thread::sleep(Duration::from_millis(700));
+    let id = r.e.send("agent", "the task");
+    wait_for("the task waits on the draft", Duration::from_secs(20), || r.e.delivery().contains(&format!("event=wait task={id} state=draft")));
+    std::thread::sleep(Duration::from_secs(2));
+    let st: serde_json::Value = serde_json::from_str(&r.e.ok(&["status", "--json"])).unwrap();
+    assert_eq!(st["peers"][0]["turn"]["waiting"]["task"], id.as_str(), "{st}");
+    assert!(r.pane("agent").contains("half typed draft"), "the draft is untouched:\n{}", r.pane("agent"));
+    assert!(requests_with(&r, &id).is_empty(), "nothing reached the model");
+    type_into(&r, "agent", &["Enter"]);
+    assert_eq!(r.await_reply(&id, TURN), Real::ack(&id, "the task", 2), "delivered alone after the draft was sent");
+    let first = requests_with(&r, &id).into_iter().next().unwrap().to_string();
+    let block = first.split(&format!("[peerspool task {id}")).nth(1).unwrap_or_default().split("\"}").next().unwrap_or_default().to_string();
+    assert!(!block.contains("half typed draft"), "not merged with the draft: {block}");
+    r.e.stop_daemon();
+}
+
+#[test]
+fn claude_human_draft_holds_the_task() {
+    draft(Kind::Claude, "claude_human_draft_holds_the_task");
+}
+
+#[test]
+fn codex_human_draft_holds_the_task() {
+    draft(Kind::Codex, "codex_human_draft_holds_the_task");
+}
+
+/// A silent tool run longer than idle_secs is not reaped; the reap comes
+/// once the turn is over and idle_secs have passed.
+fn silent_tool(kind: Kind, test: &str) {
+    let Some(mut r) = Real::new(kind, test) else { return };
+    r.add("agent", true, &["--idle-secs", "4"]);
+    r.e.start_daemon();
+    let text = "long tool run [[tool:14]]";
+    let id = r.e.send("agent", text);
+    assert_eq!(r.await_reply(&id, Duration::from_secs(120)), Real::ack(&id, text, 1));
+    let l = r.e.lifecycle();
+    assert!(!l.contains("event=reap "), "reaped during the tool run:\n{l}");
+    assert!(l.contains("event=reap-deferred cause=idle"), "{l}");
+    wait_for("reaped after the turn", Duration::from_secs(30), || r.e.lifecycle().contains("event=reap cause=idle"));
+    r.e.stop_daemon();
+}
+
+#[test]
+fn claude_silent_tool_run_is_not_reaped() {
+    silent_tool(Kind::Claude, "claude_silent_tool_run_is_not_reaped");
+}
+
+#[test]
+fn codex_silent_tool_run_is_not_reaped() {
+    silent_tool(Kind::Codex, "codex_silent_tool_run_is_not_reaped");
+}
