@@ -271,6 +271,19 @@ mod tests {
     }
 
     #[test]
+    fn turn_screens_from_the_real_cli() {
+        use super::super::turns::{plain, solid};
+        use crate::turn::ScreenTurn;
+        let at = |e: &str| turn_screen(&plain(e), &solid(e));
+        assert_eq!(at(screen!("busy-queued")), ScreenTurn::Busy);
+        assert_eq!(at(screen!("idle-e")), ScreenTurn::Idle);
+        assert_eq!(at(screen!("draft-e")), ScreenTurn::Draft);
+        assert_eq!(at(screen!("ready-api-key")), ScreenTurn::Idle);
+        assert_eq!(at(screen!("trust-folder")), ScreenTurn::Dialog);
+        assert_eq!(at(screen!("pasted")), ScreenTurn::Draft, "an unsubmitted paste is text in the input");
+    }
+
+    #[test]
     fn history_above_the_input_box_is_not_judged() {
         let resumed = screen!("resumed-continue");
         let old = "❯ hello from peerspool test 1";

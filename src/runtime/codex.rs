@@ -291,6 +291,18 @@ mod tests {
     }
 
     #[test]
+    fn turn_screens_from_the_real_cli() {
+        use super::super::turns::{plain, solid};
+        use crate::turn::ScreenTurn;
+        let at = |e: &str| turn_screen(&plain(e), &solid(e));
+        assert_eq!(at(screen!("busy-queued")), ScreenTurn::Busy);
+        assert_eq!(at(screen!("idle-e")), ScreenTurn::Idle, "the faint placeholder is not a draft");
+        assert_eq!(at(screen!("draft-e")), ScreenTurn::Draft);
+        assert_eq!(at(screen!("trust-folder")), ScreenTurn::Dialog);
+        assert_eq!(at(screen!("login")), ScreenTurn::Dialog);
+    }
+
+    #[test]
     fn history_above_the_input_row_is_not_judged() {
         let ready = screen!("ready");
         let noisy = ready.replace("To get started", "› Sign in with ChatGPT · Press enter to continue · Trust this folder?\n  To get started");

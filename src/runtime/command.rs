@@ -79,6 +79,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn turn_screen_by_the_ready_pattern_on_the_last_line() {
+        use crate::turn::ScreenTurn;
+        let mut p = Profile::new(RuntimeKind::Command, "/tmp".into());
+        p.command = Some(vec!["x".into()]);
+        p.ready_pattern = Some("^agent> ".into());
+        let r = Command::new(&p);
+        assert_eq!(r.turn_screen("banner\nagent>", ""), ScreenTurn::Idle, "capture trims the prompt's trailing space");
+        assert_eq!(r.turn_screen("agent> \nreceived #1: hi\n\n", ""), ScreenTurn::Busy, "mid-turn: no prompt yet");
+        assert_eq!(r.turn_screen("agent> half typed", ""), ScreenTurn::Draft);
+        p.ready_pattern = None;
+        assert_eq!(Command::new(&p).turn_screen("anything", ""), ScreenTurn::Idle, "nothing to tell by");
+    }
+
+    #[test]
     fn ready_pattern_gates_boot() {
         let mut p = Profile::new(RuntimeKind::Command, "/tmp".into());
         p.command = Some(vec!["x".into()]);
