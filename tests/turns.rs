@@ -116,3 +116,26 @@ fn a_waiting_task_survives_a_daemon_kill_and_goes_once() {
     assert_eq!(e.bodies("k"), vec!["busy turn".to_string(), "waits".to_string()], "each once");
     assert_eq!(e.delivery().matches(&format!("task={b} from=tester outcome=delivered")).count(), 1);
 }
+
+/// `reply --task ID` answers a specific earlier task, whatever the task
+/// being worked on now; an id the peer never received is refused.
+#[test]
+fn reply_to_an_earlier_task_by_id() {
+    let mut e = Env::new();
+    e.add_peer("r", &PeerOpts::default());
+    e.start_daemon();
+    let first = e.send("r", "first");
+    let second = e.send("r", "second");
+    wait_for("both done", T, || e.count("r", "spool/done") == 2);
+    let reply = |args: &[&str]| e.cmd(&[&["reply"], args].concat()).env("PEERSPOOL_PEER", "r").output().unwrap();
+    let out = reply(&["--task", &first, "late answer to the first"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for("routed", T, || e.delivery().contains(&format!("in_reply_to={first}")));
+    let inbox = e.root.join("inbox/tester/new");
+    let msgs: Vec<serde_json::Value> = std::fs::read_dir(&inbox).unwrap().filter_map(|f| serde_json::from_str(&read(&f.unwrap().path())).ok()).collect();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0]["in_reply_to"], first.as_str(), "not the current task ({second})");
+    let out = reply(&["--task", "never-received", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no task never-received"));
+}

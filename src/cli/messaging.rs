@@ -41,6 +41,33 @@ pub struct ReplyArgs {
     /// Thread label (default: the topic of the task being answered)
     #[arg(long)]
     pub topic: Option<String>,
+    /// Answer this earlier task of this peer (in its spool's cur/ or done/)
+    /// instead of the one being worked on
+    #[arg(long, value_name = "ID")]
+    pub task: Option<String>,
+}
+
+/// The task `id` this peer received, from its spool (`cur/`, then
+/// `done/`; by file name first, then by the id inside).
+fn received_task(root: &Root, me: &str, id: &str) -> anyhow::Result<peerspool::format::Task> {
+    names::check("--task", id)?;
+    let p = root.peer(me)?;
+    let lim = peerspool::spool::Limits::default();
+    let parse = |dir: &std::path::Path, name: &str| {
+        let stem = name.strip_suffix(".json").unwrap_or(name);
+        peerspool::spool::read_checked(&dir.join(name), &lim).ok().and_then(|b| peerspool::format::parse_task(&b, stem).ok())
+    };
+    for sub in ["cur", "done"] {
+        let dir = p.spool_sub(sub);
+        if let Some(t) = parse(&dir, &format!("{id}.json")).filter(|t| t.id == id) {
+            return Ok(t);
+        }
+        let names = peerspool::spool::list(&dir).unwrap_or_default();
+        if let Some(t) = names.iter().filter_map(|n| parse(&dir, n)).find(|t| t.id == id) {
+            return Ok(t);
+        }
+    }
+    Err(Error::Usage(format!("no task {id} in peer {me}'s spool (cur/ or done/; done/ is pruned by age and count): name the recipient with --to")).into())
 }
 
 /// Exit codes of `send --wait` beyond the usual 0/1/2 (README, SPEC §10.4).
@@ -126,8 +153,12 @@ pub fn send(root: &Root, a: SendArgs) -> anyhow::Result<i32> {
 pub fn reply(root: &Root, a: ReplyArgs) -> anyhow::Result<i32> {
     let me = send::session_peer()
         .ok_or_else(|| Error::Usage("reply works inside a peer session (PEERSPOOL_PEER is not set); use `peerspool send`".into()))?;
+    let answered = a.task.as_deref().map(|id| received_task(root, &me, id)).transpose()?;
     let text = send::read_text(a.text.as_deref(), &mut std::io::stdin())?;
-    let cur = PeerState::new(root, &me).current();
+    let cur = match answered {
+        Some(t) => Some(peerspool::state::Current { id: t.id, from: t.from, reply_to: t.reply_to, topic: t.topic }),
+        None => PeerState::new(root, &me).current(),
+    };
     let to = match (a.to, &cur) {
         (Some(t), _) => t,
         (None, Some(c)) => c.reply_to.clone(),
