@@ -60,6 +60,11 @@ impl Verdicts {
         if let Ok(reason) = std::fs::read_to_string(&err) {
             return Some(Outcome::Failed(reason.trim().to_string()));
         }
+        // A verdict only the operator can change ends a wait at once,
+        // however old it is.
+        if self.state.setup_block().is_some() {
+            return self.state.blocked().map(Outcome::Blocked);
+        }
         let now = self.state.blocked()?;
         match start {
             // A block that was there before is news only when rewritten

@@ -179,6 +179,12 @@ fn not_logged_in(kind: Kind, test: &str) {
     if kind == Kind::Claude {
         assert!(l.contains("dialog=trust-folder"), "the safe dialogs before it are answered: {l}");
     }
+    // A waiter ends at once with the reason, instead of timing out.
+    let t0 = std::time::Instant::now();
+    let o = r.e.run(&["send", "agent", "--wait", "--timeout", "60", "are you there"]);
+    assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not-logged-in"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(t0.elapsed() < Duration::from_secs(10), "ended early: {:?}", t0.elapsed());
     // The operator's `start` lets it try again.
     r.e.ok(&["start", "agent"]);
     r.e.send("agent", "poke");
