@@ -339,3 +339,34 @@ fn claude_silent_tool_run_is_not_reaped() {
 fn codex_silent_tool_run_is_not_reaped() {
     silent_tool(Kind::Codex, "codex_silent_tool_run_is_not_reaped");
 }
+
+/// The daemon SIGKILLed while a task waits for a busy agent: after the
+/// restart the task is delivered once, when the agent is ready.
+fn killed_while_waiting(kind: Kind, test: &str) {
+    let Some(mut r) = Real::new(kind, test) else { return };
+    r.add("agent", true, &[]);
+    r.e.start_daemon();
+    let ta = "task A [[slow:6]]";
+    let a = r.e.send("agent", ta);
+    wait_for("A's turn runs", Duration::from_secs(120), || delivered(&r, &a).contains("outcome=delivered"));
+    let b = r.e.send("agent", "task B");
+    wait_for("B waits", Duration::from_secs(20), || r.e.delivery().contains(&format!("event=wait task={b}")));
+    r.e.kill_daemon();
+    r.e.start_daemon();
+    assert_eq!(r.await_reply(&a, TURN), Real::ack(&a, ta, 1));
+    assert_eq!(r.await_reply(&b, TURN), Real::ack(&b, "task B", 2), "B in a turn of its own");
+    let last = requests_with(&r, &b).pop().unwrap();
+    assert_eq!(last.to_string().matches(&format!("[peerspool task {b}")).count(), 1, "B reached the model once");
+    assert_eq!(r.e.delivery().matches(&format!("task={b} from=tester outcome=delivered")).count(), 1);
+    r.e.stop_daemon();
+}
+
+#[test]
+fn claude_waiting_task_survives_a_daemon_kill() {
+    killed_while_waiting(Kind::Claude, "claude_waiting_task_survives_a_daemon_kill");
+}
+
+#[test]
+fn codex_waiting_task_survives_a_daemon_kill() {
+    killed_while_waiting(Kind::Codex, "codex_waiting_task_survives_a_daemon_kill");
+}
