@@ -17,7 +17,7 @@ fn open(root: &Root) -> Result<File> {
 }
 
 fn pid(root: &Root) -> Option<u32> {
-    std::fs::read_to_string(root.state_dir().join("daemon.pid")).ok()?.trim().parse().ok()
+    crate::fsx::read_string_bounded(&root.state_dir().join("daemon.pid"), 64).ok()?.trim().parse().ok()
 }
 
 impl InstanceLock {

@@ -3,6 +3,7 @@
 //! delays another. Decisions come from `lifecycle`; this module performs
 //! them against tmux and the filesystem.
 
+use crate::bookkeep::{Settle, Unsettled};
 use crate::config::Config;
 use crate::deliver::{deliver, envelope};
 use crate::format::{parse_task, Task};
@@ -84,6 +85,8 @@ struct Peer {
     spool_head: Head,
     outbox_head: Head,
     attempts: HashMap<String, u32>,
+    /// Claimed tasks whose move out of `cur/` failed: the queue is stopped.
+    unsettled: Unsettled,
     session: Option<Session>,
     gate: Option<Gate>,
     /// The last pane seen alive and when tmux was last asked (see `pane`).
@@ -112,6 +115,8 @@ pub const RELIST_ALWAYS: u8 = 2;
 const ROUTE_BATCH: usize = 512;
 /// A file in `tmp/` this old was left by a crashed writer.
 const STALE_TMP: Duration = Duration::from_secs(3600);
+/// How often a stopped queue tries its failed move out of `cur/` again.
+const SETTLE_RETRY_MS: u64 = 2_000;
 
 pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
     let paths = sh.root.peer(&name)?;
@@ -143,6 +148,7 @@ pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
         spool_head: Head::new(crate::head::DEFAULT_CAP),
         outbox_head: Head::new(crate::head::DEFAULT_CAP),
         attempts: HashMap::new(),
+        unsettled: Unsettled::default(),
         gate: None,
         live_pane: None,
         blocked_logged: None,
@@ -268,7 +274,7 @@ impl Peer {
 
     /// What tells a changed profile: mtime and size.
     fn profile_on_disk(&self) -> Option<(SystemTime, u64)> {
-        std::fs::metadata(self.paths.profile()).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+        std::fs::symlink_metadata(self.paths.profile()).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
     }
 
     fn reload_profile(&mut self) {
@@ -609,20 +615,57 @@ impl Peer {
         self.schedule(now);
     }
 
-    /// Puts a claimed task back at the head of the queue.
+    /// Puts a claimed task back at the head of the queue. A writer may
+    /// have put a new file of the same name into `new/` meanwhile: that one
+    /// is never replaced; this one then stays claimed in `cur/`, which is
+    /// delivered first anyway.
     fn requeue(&mut self, name: &str) {
         match spool::move_to(&self.spool.cur, &self.spool.new, name) {
             Ok(_) => self.spool_head.hint(name),
+            Err(e) if spool::is_taken(&e) => self.lifecycle(&[("event", "requeue-kept"), ("task", name), ("reason", "name taken in new/")]),
             Err(e) => tracing::warn!(peer = %self.name, error = %e, "requeue failed"),
         }
     }
 
-    fn finish_task(&mut self, name: &str, how: &str) {
-        match spool::move_to(&self.spool.cur, &self.spool.done, name) {
-            Ok(_) => self.delivery(&[("event", "done"), ("task", name.trim_end_matches(".json")), ("outcome", how)]),
-            Err(e) => tracing::warn!(peer = %self.name, error = %e, "cannot move task to done"),
-        }
+    fn finish_task(&mut self, name: &str, how: &'static str) {
         self.attempts.remove(name);
+        if self.settle(name, Settle::Done { how }) {
+            self.delivery(&[("event", "done"), ("task", name.trim_end_matches(".json")), ("outcome", how)]);
+        }
+    }
+
+    /// Moves a claimed task out of `cur/`; when that fails the queue stops
+    /// (see `bookkeep`) with the reason in status and the log.
+    fn settle(&mut self, name: &str, s: Settle) -> bool {
+        let Err(why) = self.unsettled.settle(&self.spool, name, s) else { return true };
+        self.lifecycle(&[("event", "queue-stopped"), ("reason", &why)]);
+        self.st.set_blocked(Some(&format!("queue stopped: {why}")));
+        self.schedule(now_ms() + SETTLE_RETRY_MS);
+        false
+    }
+
+    /// Whether the queue may go on: nothing unsettled, or all of it could be
+    /// settled now.
+    fn queue_usable(&mut self) -> bool {
+        if self.unsettled.is_empty() {
+            return true;
+        }
+        match self.unsettled.retry(&self.spool) {
+            Ok(done) => {
+                for (name, s) in done {
+                    if let Settle::Done { how } = s {
+                        self.delivery(&[("event", "done"), ("task", name.trim_end_matches(".json")), ("outcome", how)]);
+                    }
+                }
+                self.lifecycle(&[("event", "queue-resumed")]);
+                self.st.set_blocked(None);
+                true
+            }
+            Err(_) => {
+                self.schedule(now_ms() + SETTLE_RETRY_MS);
+                false
+            }
+        }
     }
 
     /// The next task to work on: anything already claimed (a restart left
@@ -667,9 +710,7 @@ impl Peer {
             Ok(t) => Some(t),
             Err(r) => {
                 let why = r.to_string();
-                if let Err(e) = spool::fail(&self.spool.cur, &self.spool.failed, name, &why) {
-                    tracing::warn!(peer = %self.name, error = %e, "cannot move rejected task");
-                }
+                self.settle(name, Settle::Failed { reason: why.clone() });
                 self.delivery(&[("event", "deliver"), ("file", name), ("outcome", "rejected"), ("error", &why)]);
                 None
             }
@@ -713,7 +754,7 @@ impl Peer {
 
     async fn deliver_tasks(&mut self, cfg: &Config) {
         while !self.sh.stopping() && !self.st.stopped() && self.gate.is_none() {
-            if self.profile.is_none() {
+            if self.profile.is_none() || !self.queue_usable() {
                 return;
             }
             // An ephemeral worker gets exactly one task per session.
@@ -753,7 +794,7 @@ impl Peer {
         let text = envelope(task, prompt.as_deref());
         let cur = Current { id: task.id.clone(), from: task.from.clone(), reply_to: task.reply_to.clone(), topic: task.topic.clone() };
         let _ = self.st.set_current(Some(&cur));
-        let queued_ms = std::fs::metadata(self.spool.cur.join(name)).and_then(|m| m.modified()).map(crate::state::ms).unwrap_or(0);
+        let queued_ms = std::fs::symlink_metadata(self.spool.cur.join(name)).and_then(|m| m.modified()).map(crate::state::ms).unwrap_or(0);
         let act0 = self.activity_ms();
         let result = deliver(&self.tmux, rt.as_ref(), &text, recovered).await;
         let now = now_ms();
@@ -795,8 +836,8 @@ impl Peer {
                 ]);
                 if attempt >= lifecycle::MAX_DELIVERY_ATTEMPTS {
                     let reason = format!("undeliverable: {attempt} attempts, last: {why}");
-                    let _ = spool::fail(&self.spool.cur, &self.spool.failed, name, &reason);
                     self.attempts.remove(name);
+                    self.settle(name, Settle::Failed { reason: reason.clone() });
                     self.delivery(&[("event", "deliver"), ("task", &task.id), ("outcome", "failed"), ("error", &reason)]);
                     true
                 } else {

@@ -30,10 +30,9 @@ pub fn uid() -> u32 {
 
 /// Writes a file only the owner can read (0600 when created), whatever
 /// the umask: state, logs and reasons can quote message text.
+/// Never through a symlink, FIFO or hard link (see `fsx::write_private`).
 pub fn write_private(p: &Path, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(p)?.write_all(bytes.as_ref())
+    crate::fsx::write_private(p, bytes.as_ref())
 }
 
 /// Creates a private directory (0700) and its missing parents.

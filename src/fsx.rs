@@ -1,0 +1,142 @@
+//! Opens that cannot be turned against the daemon. Anything under the root
+//! can be replaced by a same-user process at any moment: a name the daemon
+//! reads may be a FIFO (a blocking open hangs a worker thread for good), a
+//! symlink (the daemon reads or writes wherever it points) or a hard link
+//! to a file outside the root. Every open of a path the daemon did not just
+//! create itself goes through here.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Flags for every open of an untrusted path: never follow the last
+/// component, never wait for a FIFO's other end, never leak into children.
+pub const SAFE_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+
+fn not_regular(md: &Metadata) -> io::Error {
+    let ft = md.file_type();
+    let kind = if ft.is_dir() { "a directory" } else { "not a regular file" };
+    io::Error::new(io::ErrorKind::InvalidInput, format!("entry is {kind}"))
+}
+
+/// Opens `path` for reading only if it is a regular file, without following
+/// a symlink or blocking on a FIFO. The type is checked on the opened
+/// descriptor, so a swap between a check and the open cannot fool it.
+pub fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
+    let f = OpenOptions::new().read(true).custom_flags(SAFE_FLAGS).open(path)?;
+    let md = f.metadata()?;
+    if !md.file_type().is_file() {
+        return Err(not_regular(&md));
+    }
+    Ok((f, md))
+}
+
+/// Reads at most `max` bytes of a regular file; a longer file is an error,
+/// so a reader never holds more than it asked for.
+pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let (f, md) = open_regular(path)?;
+    let mut buf = Vec::with_capacity(md.len().min(max) as usize);
+    f.take(max + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes")));
+    }
+    Ok(buf)
+}
+
+/// `read_bounded` as text (small state and marker files).
+pub fn read_string_bounded(path: &Path, max: u64) -> io::Result<String> {
+    String::from_utf8(read_bounded(path, max)?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Creates a new file (0600) that did not exist: a name taken by anything,
+/// a symlink included, is `AlreadyExists`, never written through.
+pub fn create_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(SAFE_FLAGS).open(path)
+}
+
+/// Opens a file the daemon owns for rewriting or appending (logs, markers):
+/// created 0600 if missing; an existing entry must be a regular file of
+/// ours with one link, or it is refused instead of written through.
+pub fn open_private(path: &Path, append: bool) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.create(true).mode(0o600).custom_flags(SAFE_FLAGS);
+    if append {
+        o.append(true);
+    } else {
+        o.write(true);
+    }
+    let f = o.open(path)?;
+    let md = f.metadata()?;
+    if !md.file_type().is_file() {
+        return Err(not_regular(&md));
+    }
+    if md.uid() != crate::root::uid() || md.nlink() != 1 {
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, "not a private file of the daemon's user (owner or hard links)"));
+    }
+    Ok(f)
+}
+
+/// Replaces a private file's content in place (see `open_private`).
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = open_private(path, false)?;
+    f.set_len(0)?;
+    f.write_all(bytes)
+}
+
+/// Opens a directory for `fsync` or locking without following a symlink.
+pub fn open_dir(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).custom_flags(SAFE_FLAGS | libc::O_DIRECTORY).open(path)
+}
+
+/// Whether an I/O error means the process ran out of descriptors: a fault
+/// of the daemon, not of whatever it was doing at the time.
+pub fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn mkfifo(p: &Path) {
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a path this test owns.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    #[test]
+    fn fifo_symlink_and_directory_are_refused_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let (fifo, link, target) = (d.path().join("f.json"), d.path().join("l.json"), d.path().join("t"));
+        mkfifo(&fifo);
+        std::fs::write(&target, "secret").unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let t = Instant::now();
+        assert!(read_bounded(&fifo, 100).is_err());
+        assert!(read_bounded(&link, 100).is_err());
+        assert!(read_bounded(d.path(), 100).is_err());
+        assert!(t.elapsed() < Duration::from_secs(1));
+        assert!(write_private(&link, b"x").is_err());
+        assert!(write_private(&fifo, b"x").is_err());
+        assert!(create_new(&link).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "secret", "nothing written through the link");
+        assert!(open_dir(&link).is_err());
+    }
+
+    #[test]
+    fn reads_are_bounded_and_hard_links_are_not_rewritten() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a");
+        std::fs::write(&p, "12345").unwrap();
+        assert_eq!(read_bounded(&p, 5).unwrap(), b"12345");
+        assert!(read_bounded(&p, 4).is_err());
+        std::fs::hard_link(&p, d.path().join("b")).unwrap();
+        assert!(write_private(&p, b"x").is_err());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "12345");
+        write_private(&d.path().join("c"), b"new").unwrap();
+        write_private(&d.path().join("c"), b"x").unwrap();
+        assert_eq!(std::fs::read_to_string(d.path().join("c")).unwrap(), "x");
+    }
+}
