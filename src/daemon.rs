@@ -30,6 +30,8 @@ struct Dispatcher {
     watched: HashMap<String, Vec<PathBuf>>,
     /// Peers whose directories could not all be watched (polled instead).
     polled: std::collections::BTreeSet<String>,
+    /// Peers refused for unsafe directories, with the reason last logged.
+    refused: HashMap<String, String>,
 }
 
 impl Dispatcher {
@@ -56,10 +58,23 @@ impl Dispatcher {
                 Ok(p) => p,
                 Err(_) => continue,
             };
-            if let Err(e) = self.sh.root.ensure_peer_dirs(&p).and_then(|_| crate::root::check_private(&p.dir)) {
-                tracing::error!(peer = %n, error = %e, "peer directory refused");
-                self.sh.lifecycle_log.write(&[("peer", n), ("event", "peer-refused"), ("error", &e.to_string())]);
+            let st = crate::state::PeerState::new(&self.sh.root, n);
+            if let Err(e) = self.sh.root.ensure_peer_dirs(&p) {
+                // Once per reason (this runs on every rescan), and shown by
+                // `status` as the peer's block.
+                let why = e.to_string();
+                if self.refused.get(n) != Some(&why) {
+                    tracing::error!(peer = %n, error = %e, "peer directory refused");
+                    self.sh.lifecycle_log.write(&[("peer", n), ("event", "peer-refused"), ("error", &why)]);
+                    if st.ensure().is_ok() {
+                        st.set_blocked(Some(&format!("peer refused: {why}")));
+                    }
+                    self.refused.insert(n.clone(), why);
+                }
                 continue;
+            }
+            if self.refused.remove(n).is_some() {
+                st.set_blocked(None);
             }
             match peer::spawn(self.sh.clone(), n.clone()) {
                 Ok(h) => {
@@ -250,7 +265,7 @@ pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
         watch.add(&d).map_err(|e| Error::io(&d, std::io::Error::other(e.to_string())))?;
     }
     let _ = std::fs::remove_file(root.state_dir().join(WATCH_FALLBACK));
-    let mut d = Dispatcher { sh: sh.clone(), watch, peers: HashMap::new(), watched: HashMap::new(), polled: Default::default() };
+    let mut d = Dispatcher { sh: sh.clone(), watch, peers: HashMap::new(), watched: HashMap::new(), polled: Default::default(), refused: HashMap::new() };
     // Installed before the first pass so a stop request during it is kept.
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT", e))?;

@@ -239,6 +239,10 @@ impl Peer {
             self.lifecycle(&[("event", "unregistered")]);
             return Flow::Exit;
         }
+        if let Err(e) = self.sh.root.check_peer_dirs(&self.paths) {
+            self.refuse_dirs(e.to_string());
+            return Flow::Continue;
+        }
         if now >= self.housekeep_ms {
             self.housekeep_ms = now + HOUSEKEEP_EVERY_MS.min(cfg.rescan.as_millis() as u64);
             self.housekeep(&cfg);
@@ -253,6 +257,19 @@ impl Peer {
             self.deliver_tasks(&cfg).await;
         }
         Flow::Continue
+    }
+
+    /// A queue directory was swapped for a symlink (or made writable by
+    /// others) while the peer ran: nothing is listed, claimed or routed
+    /// through it until it is fixed. Checked on every pass; logged once.
+    fn refuse_dirs(&mut self, why: String) {
+        let why = format!("peer refused: {why}");
+        if self.blocked_logged.as_deref() != Some(&why) {
+            self.lifecycle(&[("event", "peer-refused"), ("error", &why)]);
+            self.st.set_blocked(Some(&why));
+            self.blocked_logged = Some(why);
+        }
+        self.schedule(now_ms() + SETTLE_RETRY_MS);
     }
 
     /// Keeps `done/` and `outbox/sent/` bounded by age and count, and

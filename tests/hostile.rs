@@ -1,0 +1,223 @@
+//! Issue 14 against the real daemon: hostile entries where the daemon
+//! compares, names it cannot store, directories that fail under it, and
+//! symlinked queues. Each test fails without its fix: the daemon blocks,
+//! loops, pastes again or loses a file.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(30);
+
+fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path this test owns.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn mkdirs(dirs: &[&Path]) {
+    for d in dirs {
+        std::fs::create_dir_all(d).unwrap();
+    }
+}
+
+/// Item 1: FIFOs holding the names of two routed messages (in an inbox's
+/// `new/` and another's `cur/`, where routing compares same-named files)
+/// block neither sender, nor a peer added afterwards, nor SIGTERM.
+#[test]
+fn fifos_in_recipient_queues_block_nothing() {
+    let mut e = Env::new();
+    for p in ["p1", "p2", "p3"] {
+        e.add_peer(p, &PeerOpts::default());
+    }
+    let inbox = e.root.join("inbox");
+    mkdirs(&[&inbox.join("s1/new"), &inbox.join("s2/new"), &inbox.join("s2/cur")]);
+    mkfifo(&inbox.join("s1/new/a.json"));
+    mkfifo(&inbox.join("s2/cur/b.json"));
+    e.start_daemon();
+    e.drop_outbox("p1", "a.json", br#"{"to":"s1","text":"to s1"}"#);
+    e.drop_outbox("p2", "b.json", br#"{"to":"s2","text":"to s2"}"#);
+    std::thread::sleep(Duration::from_millis(300));
+    e.add_peer("p4", &PeerOpts::default());
+    wait_for("p4 registered", T, || e.lifecycle().contains("peer=p4 event=registered"));
+    e.drop_outbox("p4", "c.json", br#"{"to":"s3","text":"to s3"}"#);
+    wait_for("all three routed", T, || {
+        names(&inbox.join("s3/new")) == ["c.json"]
+            && names(&inbox.join("s1/new")).iter().any(|n| n.starts_with("a~p1~"))
+            && names(&inbox.join("s2/new")).iter().any(|n| n.starts_with("b~p2~"))
+    });
+    let t = Instant::now();
+    assert_eq!(e.stop_daemon(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(10), "SIGTERM took {:?}", t.elapsed());
+}
+
+/// Item 6: a rejected task whose name is too long for `failed/<name>.error`
+/// reaches `failed/` (under a shortened name) once, and the peer goes on.
+#[test]
+fn a_rejected_task_with_a_long_name_is_failed_once() {
+    let mut e = Env::new();
+    e.var("PEERSPOOL_SETTLE_SECS", "0.2");
+    e.add_peer("w", &PeerOpts::default());
+    e.start_daemon();
+    for len in [240, 250] {
+        e.drop_raw("w", &format!("{}.json", "x".repeat(len - 5)), b"garbage");
+    }
+    e.send("w", "behind the long names");
+    wait_for("delivered", T, || e.bodies("w") == ["behind the long names"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(e.delivery().matches("outcome=rejected").count(), 2, "each rejected once");
+    let failed = names(&e.peer_dir("w").join("spool/failed"));
+    assert_eq!(failed.len(), 4, "{failed:?}");
+    assert!(failed.iter().all(|n| n.len() <= 210), "{failed:?}");
+    assert_eq!(names(&e.peer_dir("w").join("spool/cur")), Vec::<String>::new());
+    for n in failed.iter().filter(|n| n.ends_with(".error")) {
+        assert!(read(&e.peer_dir("w").join("spool/failed").join(n)).starts_with("invalid-json: "));
+    }
+}
+
+/// Item 7 end to end: an outbox name that cannot be routed goes to
+/// `outbox/failed/` once with its reason instead of being retried forever.
+#[test]
+fn an_unroutable_outbox_name_is_failed_once() {
+    let mut e = Env::new();
+    e.add_peer("a", &PeerOpts::default());
+    e.start_daemon();
+    let long = format!("{}.json", "y".repeat(245));
+    e.drop_outbox("a", &long, br#"{"to":"script","text":"hi"}"#);
+    wait_for("failed", T, || names(&e.peer_dir("a").join("outbox/failed")).len() == 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = e.delivery();
+    assert_eq!(log.matches("event=route").count(), 1, "{log}");
+    assert!(log.contains("outcome=rejected") && log.contains("bad-file-name"), "{log}");
+    assert_eq!(names(&e.peer_dir("a").join("outbox/new")), Vec::<String>::new());
+}
+
+/// A directory nothing can be renamed into while it stays a private real
+/// directory (so only the rename fails, not the directory checks):
+/// immutable for root (who ignores modes), read-only otherwise. Undone on
+/// drop, so the test's directory can be removed even after a failure.
+struct Frozen(std::path::PathBuf);
+
+impl Frozen {
+    fn new(dir: &Path) -> Frozen {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let st = std::process::Command::new("chattr").arg("+i").arg(dir).status().expect("chattr");
+            assert!(st.success(), "chattr +i {} failed (needs ext4/xfs/btrfs)", dir.display());
+        } else {
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o500)).unwrap();
+        }
+        Frozen(dir.to_path_buf())
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        if unsafe { libc::geteuid() } == 0 {
+            let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+        } else {
+            let _ = std::fs::set_permissions(&self.0, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        }
+    }
+}
+
+/// Item 9: `done/` refuses the move after a delivery: the task is pasted
+/// once, the queue stops with the reason in status and the log, and goes
+/// on (no second paste) once `done/` is usable again.
+#[test]
+fn a_task_that_cannot_reach_done_is_pasted_once() {
+    let mut e = Env::new();
+    e.add_peer("w", &PeerOpts::default());
+    e.start_daemon();
+    e.send("w", "first");
+    wait_for("first done", T, || e.count("w", "spool/done") == 1);
+    let done = e.peer_dir("w").join("spool/done");
+    let frozen = Frozen::new(&done);
+    e.send("w", "second");
+    wait_for("second pasted", T, || e.bodies("w").len() == 2);
+    e.send("w", "third");
+    wait_for("queue stopped", T, || e.lifecycle().contains("event=queue-stopped"));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(e.bodies("w"), ["first", "second"], "pasted once, queue held");
+    let status = e.ok(&["status", "--json"]);
+    assert!(status.contains("queue stopped") && status.contains("done/"), "{status}");
+    assert_eq!(e.lifecycle().matches("event=queue-stopped").count(), 1);
+    drop(frozen);
+    wait_for("resumed", T, || e.bodies("w").len() == 3 && e.count("w", "spool/done") == 3);
+    assert_eq!(e.bodies("w"), ["first", "second", "third"]);
+    assert!(e.lifecycle().contains("event=queue-resumed"));
+}
+
+/// Item 10: a wake fails while a writer puts a new task of the same name
+/// into `new/`: putting the claimed task back must not destroy it.
+#[test]
+fn a_requeue_never_replaces_a_same_named_task() {
+    let mut e = Env::new();
+    e.var("PEERSPOOL_SETTLE_SECS", "0.2");
+    let work = e.work.display().to_string();
+    e.ok(&["peer", "add", "w", "--runtime", "command", "--cwd", &work, "--ready-pattern", "^never-ready$", "--", "sh", "-c", "sleep 2; exit 3"]);
+    e.track_peer("w");
+    e.start_daemon();
+    e.drop_raw("w", "t.json", br#"{"text":"claimed one"}"#);
+    wait_for("claimed", T, || e.peer_dir("w").join("spool/cur/t.json").exists());
+    e.drop_raw("w", "t.json", br#"{"text":"newer one"}"#);
+    wait_for("wake failed", T, || e.delivery().contains("outcome=wake-failed"));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut texts = vec![];
+    for sub in ["spool/new", "spool/cur", "spool/failed"] {
+        for n in names(&e.peer_dir("w").join(sub)).iter().filter(|n| n.ends_with(".json")) {
+            texts.push(read(&e.peer_dir("w").join(sub).join(n)));
+        }
+    }
+    assert!(texts.iter().any(|t| t.contains("claimed one")), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("newer one")), "{texts:?}");
+}
+
+/// Items 4 and 5: a peer whose `spool/new` is a symlink to a directory
+/// elsewhere is refused with the reason in status and the log (once), and
+/// nothing outside the root is consumed; a peer directory that is a
+/// symlink likewise. Fixed, the peer is served.
+#[test]
+fn symlinked_queue_and_peer_directories_are_refused() {
+    let mut e = Env::new();
+    e.var("PEERSPOOL_RESCAN_SECS", "0.5");
+    e.add_peer("q", &PeerOpts::default());
+    e.add_peer("r", &PeerOpts::default());
+    let outside = e.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("victim.json"), r#"{"text":"not yours"}"#).unwrap();
+    let new = e.peer_dir("q").join("spool/new");
+    std::fs::remove_dir(&new).unwrap();
+    std::os::unix::fs::symlink(&outside, &new).unwrap();
+    let rdir = e.peer_dir("r");
+    let moved = e.dir.path().join("r-real");
+    std::fs::rename(&rdir, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &rdir).unwrap();
+    e.start_daemon();
+    wait_for("refused", T, || e.lifecycle().matches("event=peer-refused").count() >= 2);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(outside.join("victim.json").exists(), "a file outside the root was consumed");
+    let status = e.ok(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    for p in ["q", "r"] {
+        let peer = v["peers"].as_array().unwrap().iter().find(|x| x["name"] == p).unwrap_or_else(|| panic!("{p} missing: {status}"));
+        assert!(peer["blocked"].as_str().is_some_and(|b| b.contains("peer refused") && b.contains("symlink")), "{p}: {status}");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(e.lifecycle().matches("event=peer-refused").count(), 2, "logged once each");
+    std::fs::remove_file(&new).unwrap();
+    std::fs::create_dir(&new).unwrap();
+    std::fs::set_permissions(&new, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    e.ok(&["send", "q", "fixed"]);
+    wait_for("served once fixed", T, || e.bodies("q") == ["fixed"]);
+}
