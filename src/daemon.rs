@@ -258,6 +258,7 @@ pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
         root: root.clone(),
         cfg: RwLock::new(cfg.clone()),
         shutdown: rx_stop,
+        wakes: tokio::sync::Semaphore::new(peer::MAX_WAKES),
     });
     let (mut watch, mut hints) = Watch::new().map_err(|e| Error::io(root.peers_dir(), std::io::Error::other(e.to_string())))?;
     for d in [root.peers_dir(), root.state_dir().join("peers")] {
@@ -319,6 +320,11 @@ pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
 pub fn run_blocking(root: Root, ready: Option<ReadyHook>) -> Result<()> {
     // Before any thread exists: it edits the process environment.
     crate::sdnotify::take_from_env();
+    match crate::fsx::raise_nofile_limit() {
+        Ok((old, new)) if new > old => tracing::info!(old, new, "raised the soft open-files limit"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

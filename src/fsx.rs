@@ -89,10 +89,38 @@ pub fn open_dir(path: &Path) -> io::Result<File> {
     OpenOptions::new().read(true).custom_flags(SAFE_FLAGS | libc::O_DIRECTORY).open(path)
 }
 
-/// Whether an I/O error means the process ran out of descriptors: a fault
-/// of the daemon, not of whatever it was doing at the time.
-pub fn is_fd_exhaustion(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+/// Whether a failure (as reported, e.g. a boot's reason) came from the
+/// daemon running out of descriptors: a fault of the daemon, not of the
+/// peer it was waking, so it must not count as that peer's death. The
+/// message is what is at hand; a probe confirms a limit still reached.
+pub fn out_of_fds(reason: &str) -> bool {
+    let said = [libc::EMFILE, libc::ENFILE].iter().any(|n| reason.contains(&format!("(os error {n})")));
+    said || File::open("/dev/null").is_err_and(|e| matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)))
+}
+
+/// Raises the soft descriptor limit to the hard one: every live peer holds
+/// a few descriptors (control client pipes, pane log), and the usual soft
+/// default of 1024 runs out at a few hundred peers. Returns (old, new).
+pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let old = l.rlim_cur;
+    // macOS refuses more than OPEN_MAX for an "unlimited" hard limit.
+    #[cfg(target_os = "macos")]
+    let want = l.rlim_max.min(libc::OPEN_MAX as libc::rlim_t);
+    #[cfg(not(target_os = "macos"))]
+    let want = l.rlim_max;
+    if want > old {
+        l.rlim_cur = want;
+        // SAFETY: setrlimit reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &l) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((old as u64, l.rlim_cur as u64))
 }
 
 #[cfg(test)]

@@ -29,7 +29,13 @@ pub struct Shared {
     pub delivery_log: Log,
     pub lifecycle_log: Log,
     pub shutdown: watch::Receiver<bool>,
+    /// Bounds concurrent boots (`MAX_WAKES`): a wake storm must not spend
+    /// every descriptor and CPU at once.
+    pub wakes: tokio::sync::Semaphore,
 }
+
+/// Boots at a time, daemon-wide.
+pub const MAX_WAKES: usize = 16;
 
 impl Shared {
     pub fn cfg(&self) -> Config {
@@ -881,8 +887,12 @@ impl Peer {
         });
         self.st.clear_fresh_next();
         let _ = self.st.set_park(None::<&Park>);
+        let sh = self.sh.clone();
+        let permit = sh.wakes.acquire().await.ok();
         let started = Instant::now();
-        match self.boot(cfg, &p, rt.as_ref(), mode).await {
+        let booted = self.boot(cfg, &p, rt.as_ref(), mode).await;
+        drop(permit);
+        match booted {
             Ok(()) => {
                 let ms = started.elapsed().as_millis().to_string();
                 self.lifecycle(&[("event", "wake"), ("mode", mode.as_str()), ("cause", cause), ("task", &task.id), ("boot_ms", &ms)]);
@@ -890,6 +900,14 @@ impl Peer {
                     self.st.set_blocked(None);
                 }
                 Ok(mode)
+            }
+            Err(why) if crate::fsx::out_of_fds(&why) => {
+                // The daemon's fault, not the peer's: no death, no block.
+                self.lifecycle(&[("event", "wake-deferred"), ("task", &task.id), ("reason", &format!("daemon out of file descriptors: {why}"))]);
+                self.end_session("daemon-fault", false, false).await;
+                self.hold_until_ms = now_ms() + 1000;
+                self.schedule(self.hold_until_ms);
+                Err(why)
             }
             Err(why) => {
                 self.lifecycle(&[("event", "wake-failed"), ("mode", mode.as_str()), ("task", &task.id), ("reason", &why), ("boot_ms", &started.elapsed().as_millis().to_string())]);
