@@ -9,7 +9,7 @@ use crate::lock::InstanceLock;
 use crate::logfmt::Log;
 use crate::peer::{self, Handle, Shared};
 use crate::root::Root;
-use crate::watch::{Change, Hint, Watch};
+use crate::watch::{Change, Hint, Watch, Written};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -218,9 +218,21 @@ impl Dispatcher {
                 [n, q @ ("spool" | "outbox"), "new", file] => {
                     if let Some(h) = self.peers.get(*n) {
                         let key = format!("{q}/{file}");
-                        if change == Change::Complete {
-                            h.complete.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone());
+                        let mut written = h.complete.lock().unwrap_or_else(|p| p.into_inner());
+                        match change {
+                            Change::Complete => {
+                                written.insert(key.clone(), Written::Closed);
+                            }
+                            // Only Linux reports the close that ends it.
+                            Change::Writing if cfg!(target_os = "linux") => {
+                                written.insert(key.clone(), Written::Open);
+                            }
+                            Change::Gone => {
+                                written.remove(&key);
+                            }
+                            _ => {}
                         }
+                        drop(written);
                         if change != Change::Gone {
                             h.hints.lock().unwrap_or_else(|p| p.into_inner()).push(key);
                             h.poke.notify_one();

@@ -17,7 +17,8 @@ use crate::runtime::{Runtime, Screen, WakeMode};
 use crate::spool::{self, Limits, Queue};
 use crate::state::{now_ms, Current, Park, PeerState, Session, TOPICS_KEPT};
 use crate::tmux::{Launch, Pane, Tmux};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::watch::Written;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{watch, Notify};
@@ -51,7 +52,7 @@ impl Shared {
 pub struct Handle {
     pub poke: Arc<Notify>,
     /// Names (`spool/NAME`, `outbox/NAME`) a writer has finished with.
-    pub complete: Arc<Mutex<HashSet<String>>>,
+    pub complete: Arc<Mutex<HashMap<String, Written>>>,
     /// Set when a watch could not be added: the loop polls instead.
     pub polling: Arc<std::sync::atomic::AtomicBool>,
     /// Names seen in events (`spool/NAME`, `outbox/NAME`), for the heads.
@@ -84,7 +85,7 @@ struct Peer {
     profile_stamp: Option<(SystemTime, u64)>,
     profile_error_logged: bool,
     runtime: Option<Arc<dyn Runtime>>,
-    complete: Arc<Mutex<HashSet<String>>>,
+    complete: Arc<Mutex<HashMap<String, Written>>>,
     polling: Arc<std::sync::atomic::AtomicBool>,
     hints: Arc<Mutex<Vec<String>>>,
     relist: Arc<std::sync::atomic::AtomicU8>,
@@ -121,13 +122,16 @@ pub const RELIST_ALWAYS: u8 = 2;
 const ROUTE_BATCH: usize = 512;
 /// A file in `tmp/` this old was left by a crashed writer.
 const STALE_TMP: Duration = Duration::from_secs(3600);
+/// How long a file seen written but not closed may stay unchanged before
+/// it is judged anyway (its close event may never come).
+const OPEN_WAIT_MS: u64 = 60_000;
 /// How often a stopped queue tries its failed move out of `cur/` again.
 const SETTLE_RETRY_MS: u64 = 2_000;
 
 pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
     let paths = sh.root.peer(&name)?;
     let poke = Arc::new(Notify::new());
-    let complete = Arc::new(Mutex::new(HashSet::new()));
+    let complete = Arc::new(Mutex::new(HashMap::new()));
     let polling = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let hints = Arc::new(Mutex::new(Vec::new()));
     let relist = Arc::new(std::sync::atomic::AtomicU8::new(RELIST_NONE));
@@ -348,18 +352,24 @@ impl Peer {
     }
 
     /// Whether a file in `dir` may be judged: its writer is done (event)
-    /// or it has not changed for the settle window. Otherwise returns when
+    /// or it has not changed for the settle window. A file seen being
+    /// written (Linux) waits for its close instead (the close event pokes
+    /// the loop), bounded by `OPEN_WAIT_MS` unchanged in case that event
+    /// never comes (a hard link's create has none). Otherwise returns when
     /// to look again.
     fn settled(&self, key: &str, dir: &std::path::Path, name: &str, cfg: &Config) -> Result<(), u64> {
-        if self.complete.lock().unwrap_or_else(|p| p.into_inner()).contains(key) {
-            return Ok(());
+        let mut wait_ms = cfg.settle.as_millis() as u64;
+        match self.complete.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
+            Some(Written::Closed) => return Ok(()),
+            Some(Written::Open) => wait_ms = wait_ms.max(OPEN_WAIT_MS),
+            None => {}
         }
         let Ok(md) = std::fs::symlink_metadata(dir.join(name)) else { return Ok(()) };
         if !md.is_file() {
             return Ok(());
         }
         let mtime = md.modified().map(crate::state::ms).unwrap_or(0);
-        let ready_at = mtime + cfg.settle.as_millis() as u64;
+        let ready_at = mtime + wait_ms;
         if now_ms() >= ready_at { Ok(()) } else { Err(ready_at) }
     }
 
@@ -373,6 +383,9 @@ impl Peer {
     fn take_hints(&mut self, polling: bool) -> bool {
         let how = self.relist.swap(RELIST_NONE, std::sync::atomic::Ordering::Relaxed);
         if how == RELIST_ALWAYS {
+            // Events were lost, a close among them perhaps: the settle
+            // window decides for files still marked open.
+            self.complete.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, w| *w == Written::Closed);
             self.spool_head.invalidate();
             self.outbox_head.invalidate();
         } else if how == RELIST_IF_CHANGED || polling {

@@ -312,3 +312,23 @@ fn a_wake_storm_of_500_at_a_soft_fd_limit_of_1024() {
     assert_eq!(orphans, Vec::<u32>::new(), "tmux servers left running after their sockets were removed");
     assert_eq!(life.matches("event=death").count(), 0, "a wake storm is no peer's death");
 }
+
+/// Item 13: a writer that writes straight into `new/` and pauses longer
+/// than the settle window with the file still open is not judged
+/// half-written: the daemon waits for the close.
+#[test]
+fn a_direct_writer_pausing_past_the_settle_window_is_waited_for() {
+    use std::io::Write;
+    let mut e = Env::new();
+    e.var("PEERSPOOL_SETTLE_SECS", "0.2");
+    e.add_peer("w", &PeerOpts::default());
+    e.start_daemon();
+    let mut f = std::fs::File::create(e.peer_dir("w").join("spool/new/direct.json")).unwrap();
+    f.write_all(br#"{"text":"half"#).unwrap();
+    f.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    f.write_all(br#"way there"}"#).unwrap();
+    drop(f);
+    wait_for("delivered", T, || !e.bodies("w").is_empty() || e.delivery().contains("outcome=rejected"));
+    assert_eq!(e.bodies("w"), ["halfway there"], "{}", e.delivery());
+}
