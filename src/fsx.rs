@@ -123,6 +123,54 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
     Ok((old as u64, l.rlim_cur as u64))
 }
 
+/// How much of a tree one activity probe may look at. A profile's glob is
+/// the user's (`/usr/**/*` is valid); it is evaluated on every tick, so an
+/// unbounded walk would eat the CPU and hold up shutdown.
+#[derive(Debug, Clone, Copy)]
+pub struct WalkBound {
+    pub max_entries: usize,
+    pub max_depth: usize,
+    pub max_time: std::time::Duration,
+}
+
+pub const ACTIVITY_WALK: WalkBound = WalkBound { max_entries: 4096, max_depth: 16, max_time: std::time::Duration::from_millis(8) };
+
+/// Newest mtime among the paths `pattern` (a `glob` pattern, relative to
+/// `cwd` unless absolute) matches, looking at no more of the tree than
+/// `b` allows; links are not followed into directories.
+pub fn glob_newest(pattern: &str, cwd: &Path, b: &WalkBound) -> Option<std::time::SystemTime> {
+    let full = if pattern.starts_with('/') { std::path::PathBuf::from(pattern) } else { cwd.join(pattern) };
+    let is_meta = |s: &str| s.contains(['*', '?', '[']);
+    let mut base = std::path::PathBuf::new();
+    let mut rest: Vec<String> = vec![];
+    for c in full.components() {
+        let s = c.as_os_str().to_string_lossy().into_owned();
+        if rest.is_empty() && !is_meta(&s) {
+            base.push(c);
+        } else {
+            rest.push(s);
+        }
+    }
+    if rest.is_empty() {
+        return std::fs::metadata(&full).and_then(|m| m.modified()).ok();
+    }
+    let pat = glob::Pattern::new(&full.to_string_lossy()).ok()?;
+    let opts = glob::MatchOptions { require_literal_separator: true, ..Default::default() };
+    let depth = if rest.iter().any(|s| s.contains("**")) { b.max_depth } else { rest.len() };
+    let start = std::time::Instant::now();
+    walkdir::WalkDir::new(&base)
+        .min_depth(1)
+        .max_depth(depth)
+        .follow_links(false)
+        .into_iter()
+        .take(b.max_entries)
+        .take_while(|_| start.elapsed() < b.max_time)
+        .filter_map(|e| e.ok())
+        .filter(|e| pat.matches_path_with(e.path(), opts))
+        .filter_map(|e| std::fs::metadata(e.path()).and_then(|m| m.modified()).ok())
+        .max()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +199,35 @@ mod tests {
         assert!(create_new(&link).is_err());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "secret", "nothing written through the link");
         assert!(open_dir(&link).is_err());
+    }
+
+    #[test]
+    fn activity_globs_match_like_glob_and_stay_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(100);
+        std::fs::create_dir_all(d.path().join("a/b/c")).unwrap();
+        for p in ["x.log", "a/y.log", "a/b/c/z.jsonl", "a/b/w.txt"] {
+            std::fs::write(d.path().join(p), "x").unwrap();
+            std::fs::File::options().write(true).open(d.path().join(p)).unwrap().set_modified(old).unwrap();
+        }
+        let newest = std::time::SystemTime::now() - Duration::from_secs(10);
+        std::fs::File::options().write(true).open(d.path().join("a/b/c/z.jsonl")).unwrap().set_modified(newest).unwrap();
+        let b = ACTIVITY_WALK;
+        assert_eq!(glob_newest("**/*.jsonl", d.path(), &b), Some(newest));
+        assert_eq!(glob_newest("*.log", d.path(), &b), Some(old), "* does not cross /");
+        assert_eq!(glob_newest("a/b/c/z.jsonl", d.path(), &b), Some(newest));
+        assert_eq!(glob_newest("nothing/*", d.path(), &b), None);
+        // A big tree: the walk stops at the bound, fast.
+        let big = d.path().join("big");
+        std::fs::create_dir(&big).unwrap();
+        for i in 0..3000 {
+            std::fs::write(big.join(format!("{i}.f")), "").unwrap();
+        }
+        let small = WalkBound { max_entries: 500, ..b };
+        let t = Instant::now();
+        assert!(glob_newest(&format!("{}/**/nomatch", big.display()), d.path(), &small).is_none());
+        assert!(glob_newest(&format!("{}/**/*", big.display()), d.path(), &small).is_some());
+        assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
     }
 
     #[test]

@@ -332,3 +332,39 @@ fn a_direct_writer_pausing_past_the_settle_window_is_waited_for() {
     wait_for("delivered", T, || !e.bodies("w").is_empty() || e.delivery().contains("outcome=rejected"));
     assert_eq!(e.bodies("w"), ["halfway there"], "{}", e.delivery());
 }
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = read(Path::new(&format!("/proc/{pid}/stat")));
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // Fields 14 and 15 of stat; after the name, 12 and 13 counting from 1
+    // (the state field is not numeric and was dropped).
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)) as f64 / hz
+}
+
+/// Item 2: a profile whose activity glob is `/usr/**/*` neither eats the
+/// CPU while its session is live nor holds up SIGTERM.
+#[test]
+fn a_broad_activity_glob_is_cheap_and_does_not_delay_shutdown() {
+    let mut e = Env::new();
+    let work = e.work.display().to_string();
+    let log = e.agent_log("g").display().to_string();
+    e.ok(&["peer", "add", "g", "--runtime", "command", "--cwd", &work, "--activity", "/usr/**/*", "--ready-pattern", "^agent> ", "--", BIN, "agent", "--log", &log]);
+    e.track_peer("g");
+    e.start_daemon();
+    e.send("g", "look busy");
+    wait_for("delivered", T, || e.bodies("g").len() == 1);
+    let pid = e.daemon.as_ref().map(|c| c.id()).unwrap();
+    let (c0, t0) = (cpu_secs(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let share = (cpu_secs(pid) - c0) / t0.elapsed().as_secs_f64();
+    let t = Instant::now();
+    assert_eq!(e.stop_daemon(), Some(0));
+    let stop = t.elapsed();
+    println!("broad activity glob: daemon cpu={:.0}% sigterm_ms={}", share * 100.0, stop.as_millis());
+    assert!(share < 0.15, "daemon used {:.0}% CPU with a live session", share * 100.0);
+    assert!(stop < Duration::from_secs(5), "SIGTERM took {stop:?}");
+}
