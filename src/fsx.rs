@@ -231,6 +231,15 @@ mod tests {
     }
 
     #[test]
+    fn fd_exhaustion_is_recognised_by_errno_or_probe() {
+        assert!(out_of_fds("tmux: spawn: Too many open files (os error 24)"));
+        assert!(out_of_fds("x (os error 23)"));
+        assert!(!out_of_fds("program exited during boot (status 3): boom"));
+        let (old, new) = raise_nofile_limit().unwrap();
+        assert!(new >= old);
+    }
+
+    #[test]
     fn reads_are_bounded_and_hard_links_are_not_rewritten() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("a");

@@ -555,6 +555,12 @@ impl Peer {
         };
         let now = now_ms();
         let pane = self.pane().await;
+        // No answer because the daemon is out of descriptors says nothing
+        // about the session: not a death, ask again shortly.
+        if pane.is_none() && crate::fsx::out_of_fds("") {
+            self.schedule(now + 1000);
+            return;
+        }
         let act = self.activity_ms();
         let last = self.idle_ref_ms();
         if let Some(a) = last {
@@ -963,6 +969,14 @@ impl Peer {
             }
             let pane = self.tmux.pane().await;
             let screen = self.tmux.capture(false).await.unwrap_or_default();
+            // No answer while the server may still run (a client that could
+            // not be spawned, out of descriptors): not an exit; the boot
+            // deadline still bounds it.
+            let unanswered = pane.is_none() && (crate::fsx::out_of_fds("") || self.tmux.server_may_run());
+            if unanswered && Instant::now() < deadline {
+                tokio::time::sleep(gap).await;
+                continue;
+            }
             if pane.as_ref().is_none_or(|p| p.dead) {
                 if let Screen::Fatal(r) = rt.screen(&screen) {
                     return Err(r);

@@ -486,6 +486,16 @@ impl Tmux {
     /// `kill-server` that failed (no descriptor left to spawn the client, a
     /// timeout) leaves the server and its agent running: without their
     /// socket they could never be reached or reaped again.
+    /// Whether a server may still be listening on the socket: a refused
+    /// or missing socket says no; an answer, or no way to tell (out of
+    /// descriptors), says it may.
+    pub fn server_may_run(&self) -> bool {
+        !matches!(
+            std::os::unix::net::UnixStream::connect(&self.socket).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound)
+        )
+    }
+
     /// Returns whether the socket is gone now; `warn`: say why it is kept.
     fn remove_stale_socket(&self, warn: bool) -> bool {
         match std::os::unix::net::UnixStream::connect(&self.socket) {

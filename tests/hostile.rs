@@ -235,17 +235,31 @@ fn an_unlinked_lock_file_does_not_admit_a_second_daemon() {
     assert!(e.daemon_running(), "status still sees the first");
 }
 
-/// Processes whose command line names one of this test's tmux sockets.
-fn servers_on(prefix: &str) -> Vec<u32> {
+/// Processes whose command line names one of this test's tmux sockets
+/// (pid and command line, for the failure message). The caller kills them
+/// all, by these pids.
+fn servers_on(prefix: &str) -> Vec<(u32, String)> {
     let mut v = vec![];
     for d in std::fs::read_dir("/proc").unwrap().filter_map(|d| d.ok()) {
         let Ok(pid) = d.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let cmd = std::fs::read(d.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmd).contains(prefix) {
-            v.push(pid);
+        let cmd = String::from_utf8_lossy(&std::fs::read(d.path().join("cmdline")).unwrap_or_default()).replace('\0', " ");
+        if cmd.contains(prefix) {
+            v.push((pid, cmd.chars().take(160).collect()));
         }
     }
     v
+}
+
+/// Of those, the tmux servers whose socket is gone: nothing can reach or
+/// reap them any more (what removing a socket after a failed kill-server
+/// leaves behind).
+fn orphaned(procs: &[(u32, String)]) -> Vec<(u32, String)> {
+    procs
+        .iter()
+        .filter(|(_, cmd)| cmd.contains("start-server"))
+        .filter(|(_, cmd)| cmd.split_whitespace().skip_while(|w| *w != "-S").nth(1).is_some_and(|s| !Path::new(s).exists()))
+        .cloned()
+        .collect()
 }
 
 /// Item 11: 500 peers woken at once by a daemon started at a soft limit of
@@ -304,12 +318,14 @@ fn a_wake_storm_of_500_at_a_soft_fd_limit_of_1024() {
         peerspool::tmux::Tmux::new(e.socket(&name(i))).kill_server_blocking();
     }
     std::thread::sleep(Duration::from_millis(500));
-    let orphans = servers_on(&prefix);
-    for &pid in &orphans {
-        signal(pid, libc::SIGKILL);
+    let left = servers_on(&prefix);
+    let orphans = orphaned(&left);
+    println!("tmux processes surviving kill-server: {}, without a socket: {}", left.len(), orphans.len());
+    for (pid, _) in &left {
+        signal(*pid, libc::SIGKILL);
     }
     res.unwrap();
-    assert_eq!(orphans, Vec::<u32>::new(), "tmux servers left running after their sockets were removed");
+    assert_eq!(orphans, vec![], "tmux servers left running after their sockets were removed");
     assert_eq!(life.matches("event=death").count(), 0, "a wake storm is no peer's death");
 }
 
@@ -367,4 +383,70 @@ fn a_broad_activity_glob_is_cheap_and_does_not_delay_shutdown() {
     println!("broad activity glob: daemon cpu={:.0}% sigterm_ms={}", share * 100.0, stop.as_millis());
     assert!(share < 0.15, "daemon used {:.0}% CPU with a live session", share * 100.0);
     assert!(stop < Duration::from_secs(5), "SIGTERM took {stop:?}");
+}
+
+/// Item 11, the hard case: a daemon whose hard descriptor limit is too low
+/// for its peers runs out of descriptors while waking them. That is its
+/// own fault: no peer is recorded dead or blocked as a crash loop, and no
+/// tmux server is left running without its socket.
+#[test]
+fn running_out_of_descriptors_is_no_peers_death() {
+    let n = 24;
+    let mut e = Env::new();
+    e.var("PEERSPOOL_SETTLE_SECS", "0.2");
+    e.add_peer("f00", &PeerOpts::default());
+    let profile = read(&e.peer_dir("f00").join("peer.json"));
+    let name = |i: usize| format!("f{i:02}");
+    for i in 1..n {
+        let d = e.peer_dir(&name(i));
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("peer.json"), profile.replace("f00", &name(i))).unwrap();
+        e.track_peer(&name(i));
+    }
+    for i in 0..n {
+        let s = e.peer_dir(&name(i)).join("spool");
+        mkdirs(&[&s.join("tmp"), &s.join("new")]);
+        e.drop_raw(&name(i), "t.json", format!(r#"{{"text":"tight {i}"}}"#).as_bytes());
+    }
+    let prefix = e.socket("f00").display().to_string().strip_suffix("f00").unwrap().to_string();
+    let err = std::fs::File::create(e.dir.path().join("daemon.err")).unwrap();
+    let mut c = std::process::Command::new("sh");
+    c.args(["-c", "ulimit -n 80 && exec \"$0\" daemon", BIN])
+        .env("PEERSPOOL_HOME", &e.root)
+        .env("PEERSPOOL_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err);
+    for (k, v) in &e.vars {
+        c.env(k, v);
+    }
+    e.daemon = Some(c.spawn().unwrap());
+    let served = |e: &Env| (0..n).filter(|&i| e.count(&name(i), "spool/done") == 1).count();
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for("some served", T, || served(&e) > 0);
+        std::thread::sleep(Duration::from_secs(5));
+    }));
+    let life = e.lifecycle();
+    let served = served(&e);
+    println!("tight fd limit: peers={n} served={served} deferred={} deaths={}", life.matches("event=wake-deferred").count(), life.matches("event=death").count());
+    e.kill_daemon();
+    // Twice: a tmux client the killed daemon had just spawned may still
+    // start its server after the first pass.
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(500));
+        for i in 0..n {
+            peerspool::tmux::Tmux::new(e.socket(&name(i))).kill_server_blocking();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let left = servers_on(&prefix);
+    let orphans = orphaned(&left);
+    println!("tmux processes surviving kill-server: {}, without a socket: {}", left.len(), orphans.len());
+    for (pid, _) in &left {
+        signal(*pid, libc::SIGKILL);
+    }
+    res.unwrap();
+    assert_eq!(life.matches("event=death").count(), 0, "{life}");
+    assert!(!life.contains("crash-loop"), "{life}");
+    assert_eq!(orphans, vec![], "tmux servers left without their sockets");
 }
