@@ -23,6 +23,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{watch, Notify};
 
+#[path = "peer_halt.rs"]
+mod halt;
+
 /// What all peer loops share.
 pub struct Shared {
     pub root: Root,
@@ -267,19 +270,6 @@ impl Peer {
             self.deliver_tasks(&cfg).await;
         }
         Flow::Continue
-    }
-
-    /// A queue directory was swapped for a symlink (or made writable by
-    /// others) while the peer ran: nothing is listed, claimed or routed
-    /// through it until it is fixed. Checked on every pass; logged once.
-    fn refuse_dirs(&mut self, why: String) {
-        let why = format!("peer refused: {why}");
-        if self.blocked_logged.as_deref() != Some(&why) {
-            self.lifecycle(&[("event", "peer-refused"), ("error", &why)]);
-            self.st.set_blocked(Some(&why));
-            self.blocked_logged = Some(why);
-        }
-        self.schedule(now_ms() + SETTLE_RETRY_MS);
     }
 
     /// Keeps `done/` and `outbox/sent/` bounded by age and count, and
@@ -673,40 +663,6 @@ impl Peer {
         self.attempts.remove(name);
         if self.settle(name, Settle::Done { how }) {
             self.delivery(&[("event", "done"), ("task", name.trim_end_matches(".json")), ("outcome", how)]);
-        }
-    }
-
-    /// Moves a claimed task out of `cur/`; when that fails the queue stops
-    /// (see `bookkeep`) with the reason in status and the log.
-    fn settle(&mut self, name: &str, s: Settle) -> bool {
-        let Err(why) = self.unsettled.settle(&self.spool, name, s) else { return true };
-        self.lifecycle(&[("event", "queue-stopped"), ("reason", &why)]);
-        self.st.set_blocked(Some(&format!("queue stopped: {why}")));
-        self.schedule(now_ms() + SETTLE_RETRY_MS);
-        false
-    }
-
-    /// Whether the queue may go on: nothing unsettled, or all of it could be
-    /// settled now.
-    fn queue_usable(&mut self) -> bool {
-        if self.unsettled.is_empty() {
-            return true;
-        }
-        match self.unsettled.retry(&self.spool) {
-            Ok(done) => {
-                for (name, s) in done {
-                    if let Settle::Done { how } = s {
-                        self.delivery(&[("event", "done"), ("task", name.trim_end_matches(".json")), ("outcome", how)]);
-                    }
-                }
-                self.lifecycle(&[("event", "queue-resumed")]);
-                self.st.set_blocked(None);
-                true
-            }
-            Err(_) => {
-                self.schedule(now_ms() + SETTLE_RETRY_MS);
-                false
-            }
         }
     }
 
