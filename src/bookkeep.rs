@@ -58,10 +58,8 @@ impl Unsettled {
     pub fn retry(&mut self, q: &Queue) -> Result<Vec<(String, Settle)>, String> {
         let mut done = vec![];
         while let Some((name, s)) = self.tasks.pop_first() {
-            if let Err(why) = self.settle(q, &name, s.clone()) {
-                // Earlier ones are settled; keep the rest for the next try.
-                return Err(why);
-            }
+            // On failure the earlier ones are settled; the rest stay kept.
+            self.settle(q, &name, s.clone())?;
             done.push((name, s));
         }
         Ok(done)

@@ -108,9 +108,10 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
         return Err(io::Error::last_os_error());
     }
     let old = l.rlim_cur;
-    // macOS refuses more than OPEN_MAX for an "unlimited" hard limit.
+    // macOS refuses more than OPEN_MAX (10240, <sys/syslimits.h>; not in
+    // the libc crate) for an "unlimited" hard limit.
     #[cfg(target_os = "macos")]
-    let want = l.rlim_max.min(libc::OPEN_MAX as libc::rlim_t);
+    let want = l.rlim_max.min(10240);
     #[cfg(not(target_os = "macos"))]
     let want = l.rlim_max;
     if want > old {
@@ -120,7 +121,7 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
             return Err(io::Error::last_os_error());
         }
     }
-    Ok((old as u64, l.rlim_cur as u64))
+    Ok((old, l.rlim_cur))
 }
 
 /// How much of a tree one activity probe may look at. A profile's glob is
