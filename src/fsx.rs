@@ -241,6 +241,17 @@ mod tests {
     }
 
     #[test]
+    fn a_fifo_named_like_a_transcript_does_not_block_the_readers() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("s.jsonl");
+        mkfifo(&fifo);
+        let t = Instant::now();
+        assert!(crate::runtime::transcript::last_entry_time(&fifo).is_none());
+        assert!(crate::runtime::transcript::codex_session_cwd(&fifo).is_none());
+        assert!(t.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
     fn reads_are_bounded_and_hard_links_are_not_rewritten() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("a");
