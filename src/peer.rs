@@ -256,6 +256,7 @@ impl Peer {
             self.refuse_dirs(e.to_string());
             return Flow::Continue;
         }
+        self.dirs_ok();
         if now >= self.housekeep_ms {
             self.housekeep_ms = now + HOUSEKEEP_EVERY_MS.min(cfg.rescan.as_millis() as u64);
             self.housekeep(&cfg);

@@ -7,12 +7,24 @@ use super::{Peer, SETTLE_RETRY_MS};
 use crate::bookkeep::Settle;
 use crate::state::now_ms;
 
+const REFUSED: &str = "peer refused: ";
+
 impl Peer {
+    /// The directories pass again (a deleted `new/` re-created, a symlink
+    /// replaced): the refusal is lifted.
+    pub(super) fn dirs_ok(&mut self) {
+        if self.blocked_logged.as_deref().is_some_and(|b| b.starts_with(REFUSED)) {
+            self.blocked_logged = None;
+            self.st.set_blocked(None);
+            self.lifecycle(&[("event", "peer-accepted")]);
+        }
+    }
+
     /// A queue directory was swapped for a symlink (or made writable by
     /// others) while the peer ran: nothing is listed, claimed or routed
     /// through it until it is fixed. Checked on every pass; logged once.
     pub(super) fn refuse_dirs(&mut self, why: String) {
-        let why = format!("peer refused: {why}");
+        let why = format!("{REFUSED}{why}");
         if self.blocked_logged.as_deref() != Some(&why) {
             self.lifecycle(&[("event", "peer-refused"), ("error", &why)]);
             self.st.set_blocked(Some(&why));

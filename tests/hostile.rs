@@ -16,6 +16,15 @@ fn mkfifo(p: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
 }
 
+/// Swaps two directory entries in one step (`renameat2(RENAME_EXCHANGE)`).
+fn exchange(a: &Path, b: &Path) {
+    let c = |p: &Path| std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let (a, b) = (c(a), c(b));
+    // SAFETY: both are valid NUL-terminated paths that outlive the call.
+    let r = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
+    assert_eq!(r, 0, "renameat2: {}", std::io::Error::last_os_error());
+}
+
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
@@ -449,4 +458,37 @@ fn running_out_of_descriptors_is_no_peers_death() {
     assert_eq!(life.matches("event=death").count(), 0, "{life}");
     assert!(!life.contains("crash-loop"), "{life}");
     assert_eq!(orphans, vec![], "tmux servers left without their sockets");
+}
+
+/// Item 5 while running: `spool/new` swapped for a symlink to a directory
+/// elsewhere after the peer was registered. Nothing there is consumed; the
+/// peer is refused with the reason in status until the directory is real
+/// again, and then served.
+#[test]
+fn a_queue_directory_swapped_for_a_symlink_while_running_is_refused() {
+    let mut e = Env::new();
+    e.var("PEERSPOOL_SETTLE_SECS", "0.2").var("PEERSPOOL_RESCAN_SECS", "0.5");
+    e.add_peer("q", &PeerOpts::default());
+    e.start_daemon();
+    e.send("q", "before");
+    wait_for("first delivered", T, || e.count("q", "spool/done") == 1);
+    let outside = e.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("victim.json"), r#"{"text":"not yours"}"#).unwrap();
+    let new = e.peer_dir("q").join("spool/new");
+    let link = e.peer_dir("q").join("spool/new.link");
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    // Swapped atomically: the daemon re-creates a deleted new/ at once.
+    exchange(&link, &new);
+    wait_for("refused", T, || e.lifecycle().contains("peer=q event=peer-refused"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(e.bodies("q"), ["before"], "nothing consumed through the symlink");
+    assert!(outside.join("victim.json").exists());
+    let status = e.ok(&["status", "--json"]);
+    assert!(status.contains("peer refused") && status.contains("symlink"), "{status}");
+    exchange(&link, &new);
+    e.send("q", "after");
+    wait_for("served again", T, || e.bodies("q").last().is_some_and(|b| b == "after"));
+    assert!(!e.ok(&["status", "--json"]).contains("peer refused"));
+    std::fs::remove_file(outside.join("victim.json")).unwrap();
 }
