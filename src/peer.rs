@@ -140,6 +140,7 @@ pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
     let relist = Arc::new(std::sync::atomic::AtomicU8::new(RELIST_NONE));
     let st = PeerState::new(&sh.root, &name);
     st.ensure()?;
+    let unsettled = Unsettled::load(st.dir.join("unsettled.json"), &Queue::spool(&paths));
     let (tx_reconciled, reconciled) = tokio::sync::oneshot::channel();
     let mut p = Peer {
         tmux: Tmux::new(sh.root.tmux_socket(&name)),
@@ -161,7 +162,7 @@ pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
         spool_head: Head::new(crate::head::DEFAULT_CAP),
         outbox_head: Head::new(crate::head::DEFAULT_CAP),
         attempts: HashMap::new(),
-        unsettled: Unsettled::default(),
+        unsettled,
         gate: None,
         live_pane: None,
         blocked_logged: None,
@@ -662,7 +663,7 @@ impl Peer {
 
     fn finish_task(&mut self, name: &str, how: &'static str) {
         self.attempts.remove(name);
-        if self.settle(name, Settle::Done { how }) {
+        if self.settle(name, Settle::Done { how: how.into() }) {
             self.delivery(&[("event", "done"), ("task", name.trim_end_matches(".json")), ("outcome", how)]);
         }
     }

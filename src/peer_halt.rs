@@ -53,7 +53,7 @@ impl Peer {
             Ok(done) => {
                 for (name, s) in done {
                     if let Settle::Done { how } = s {
-                        self.delivery(&[("event", "done"), ("task", name.trim_end_matches(".json")), ("outcome", how)]);
+                        self.delivery(&[("event", "done"), ("task", name.trim_end_matches(".json")), ("outcome", &how)]);
                     }
                 }
                 self.lifecycle(&[("event", "queue-resumed")]);

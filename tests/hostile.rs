@@ -161,6 +161,11 @@ fn a_task_that_cannot_reach_done_is_pasted_once() {
     let status = e.ok(&["status", "--json"]);
     assert!(status.contains("queue stopped") && status.contains("done/"), "{status}");
     assert_eq!(e.lifecycle().matches("event=queue-stopped").count(), 1);
+    // A restarted daemon does not paste it again either (the mark is kept).
+    e.kill_daemon();
+    e.start_daemon();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(e.bodies("w"), ["first", "second"], "pasted again after a restart");
     drop(frozen);
     wait_for("resumed", T, || e.bodies("w").len() == 3 && e.count("w", "spool/done") == 3);
     assert_eq!(e.bodies("w"), ["first", "second", "third"]);
