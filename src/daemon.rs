@@ -9,7 +9,7 @@ use crate::lock::InstanceLock;
 use crate::logfmt::Log;
 use crate::peer::{self, Handle, Shared};
 use crate::root::Root;
-use crate::watch::{Change, Hint, Watch};
+use crate::watch::{Change, Hint, Watch, Written};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -30,6 +30,8 @@ struct Dispatcher {
     watched: HashMap<String, Vec<PathBuf>>,
     /// Peers whose directories could not all be watched (polled instead).
     polled: std::collections::BTreeSet<String>,
+    /// Peers refused for unsafe directories, with the reason last logged.
+    refused: HashMap<String, String>,
 }
 
 impl Dispatcher {
@@ -56,10 +58,23 @@ impl Dispatcher {
                 Ok(p) => p,
                 Err(_) => continue,
             };
-            if let Err(e) = self.sh.root.ensure_peer_dirs(&p).and_then(|_| crate::root::check_private(&p.dir)) {
-                tracing::error!(peer = %n, error = %e, "peer directory refused");
-                self.sh.lifecycle_log.write(&[("peer", n), ("event", "peer-refused"), ("error", &e.to_string())]);
+            let st = crate::state::PeerState::new(&self.sh.root, n);
+            if let Err(e) = self.sh.root.ensure_peer_dirs(&p) {
+                // Once per reason (this runs on every rescan), and shown by
+                // `status` as the peer's block.
+                let why = e.to_string();
+                if self.refused.get(n) != Some(&why) {
+                    tracing::error!(peer = %n, error = %e, "peer directory refused");
+                    self.sh.lifecycle_log.write(&[("peer", n), ("event", "peer-refused"), ("error", &why)]);
+                    if st.ensure().is_ok() {
+                        st.set_blocked(Some(&format!("peer refused: {why}")));
+                    }
+                    self.refused.insert(n.clone(), why);
+                }
                 continue;
+            }
+            if self.refused.remove(n).is_some() {
+                st.set_blocked(None);
             }
             match peer::spawn(self.sh.clone(), n.clone()) {
                 Ok(h) => {
@@ -203,9 +218,21 @@ impl Dispatcher {
                 [n, q @ ("spool" | "outbox"), "new", file] => {
                     if let Some(h) = self.peers.get(*n) {
                         let key = format!("{q}/{file}");
-                        if change == Change::Complete {
-                            h.complete.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone());
+                        let mut written = h.complete.lock().unwrap_or_else(|p| p.into_inner());
+                        match change {
+                            Change::Complete => {
+                                written.insert(key.clone(), Written::Closed);
+                            }
+                            // Only Linux reports the close that ends it.
+                            Change::Writing if cfg!(target_os = "linux") => {
+                                written.insert(key.clone(), Written::Open);
+                            }
+                            Change::Gone => {
+                                written.remove(&key);
+                            }
+                            _ => {}
                         }
+                        drop(written);
                         if change != Change::Gone {
                             h.hints.lock().unwrap_or_else(|p| p.into_inner()).push(key);
                             h.poke.notify_one();
@@ -243,6 +270,7 @@ pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
         root: root.clone(),
         cfg: RwLock::new(cfg.clone()),
         shutdown: rx_stop,
+        wakes: tokio::sync::Semaphore::new(peer::MAX_WAKES),
     });
     let (mut watch, mut hints) = Watch::new().map_err(|e| Error::io(root.peers_dir(), std::io::Error::other(e.to_string())))?;
     for d in [root.peers_dir(), root.state_dir().join("peers")] {
@@ -250,7 +278,7 @@ pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
         watch.add(&d).map_err(|e| Error::io(&d, std::io::Error::other(e.to_string())))?;
     }
     let _ = std::fs::remove_file(root.state_dir().join(WATCH_FALLBACK));
-    let mut d = Dispatcher { sh: sh.clone(), watch, peers: HashMap::new(), watched: HashMap::new(), polled: Default::default() };
+    let mut d = Dispatcher { sh: sh.clone(), watch, peers: HashMap::new(), watched: HashMap::new(), polled: Default::default(), refused: HashMap::new() };
     // Installed before the first pass so a stop request during it is kept.
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT", e))?;
@@ -316,6 +344,11 @@ fn prune_inboxes(sh: &Shared) {
 pub fn run_blocking(root: Root, ready: Option<ReadyHook>) -> Result<()> {
     // Before any thread exists: it edits the process environment.
     crate::sdnotify::take_from_env();
+    match crate::fsx::raise_nofile_limit() {
+        Ok((old, new)) if new > old => tracing::info!(old, new, "raised the soft open-files limit"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

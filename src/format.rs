@@ -33,6 +33,10 @@ pub enum Reject {
     BadId,
     SelfSend,
     Unreadable(String),
+    /// The name is too long to route (its staging and clash names must fit).
+    NameTooLong { len: usize, limit: usize },
+    /// The recipient's directory is not a private real directory.
+    BadDestination(String),
 }
 
 impl Reject {
@@ -58,6 +62,8 @@ impl Reject {
             BadId => "bad-id",
             SelfSend => "self-send",
             Unreadable(_) => "unreadable",
+            NameTooLong { .. } => "bad-file-name",
+            BadDestination(_) => "bad-destination",
         }
     }
 
@@ -66,7 +72,7 @@ impl Reject {
         "bad-file-name", "not-regular-file", "foreign-owner", "multiple-links",
         "writable-by-others", "too-large", "not-utf8", "invalid-json", "too-deep",
         "not-an-object", "missing-field", "wrong-type", "empty-text", "topic-too-long",
-        "bad-version", "bad-name", "bad-id", "self-send", "unreadable",
+        "bad-version", "bad-name", "bad-id", "self-send", "unreadable", "bad-destination",
     ];
 }
 
@@ -96,6 +102,8 @@ impl fmt::Display for Reject {
             BadId => write!(f, "field \"id\" must be 1-{MAX_ID_CHARS} printable characters without / or whitespace"),
             SelfSend => write!(f, "a peer may not send to itself"),
             Unreadable(e) => write!(f, "{e}"),
+            NameTooLong { len, limit } => write!(f, "file name is {len} bytes; a routed message's name may have at most {limit}"),
+            BadDestination(e) => write!(f, "{e}"),
         }
     }
 }

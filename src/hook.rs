@@ -14,5 +14,5 @@ pub fn turn_end(root: &Root, peer: &str) -> Result<()> {
 /// When the last turn ended, per the marker's mtime.
 pub fn turn_end_ms(root: &Root, peer: &str) -> Option<u64> {
     let p = root.peer(peer).ok()?.outbox_sub("new").join(TURN_END);
-    std::fs::metadata(p).and_then(|m| m.modified()).ok().map(crate::state::ms)
+    std::fs::symlink_metadata(p).and_then(|m| m.modified()).ok().map(crate::state::ms)
 }

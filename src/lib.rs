@@ -5,6 +5,7 @@
 pub mod config;
 pub mod error;
 pub mod format;
+pub mod fsx;
 pub mod logfmt;
 pub mod names;
 pub mod profile;
@@ -28,6 +29,7 @@ pub mod runtime;
 pub mod deliver;
 pub mod watch;
 pub mod agent;
+pub mod bookkeep;
 pub mod hook;
 pub mod outbox;
 pub mod peer;

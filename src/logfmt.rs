@@ -1,8 +1,8 @@
 //! Append-only logfmt logs with size rotation. A log failure never breaks
 //! the operation being logged: errors are swallowed after one warning.
 
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -114,7 +114,7 @@ impl Log {
     fn append(&self, slot: &mut Option<Open>, text: &str) -> std::io::Result<()> {
         // Every `recheck`: is the open file still the one at the path?
         if let Some(o) = slot.as_mut().filter(|o| o.checked.elapsed() >= self.recheck) {
-            if fs::metadata(&self.path).is_ok_and(|m| m.ino() == o.ino) {
+            if fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == o.ino) {
                 o.checked = Instant::now();
             } else {
                 *slot = None;
@@ -129,7 +129,7 @@ impl Log {
         }
         if slot.is_none() {
             let open = || -> std::io::Result<Open> {
-                let file = OpenOptions::new().create(true).append(true).mode(0o600).open(&self.path)?;
+                let file = crate::fsx::open_private(&self.path, true)?;
                 let md = file.metadata()?;
                 Ok(Open { size: md.len(), ino: md.ino(), file, checked: Instant::now() })
             };

@@ -5,7 +5,7 @@
 //! without duplicating.
 
 use crate::error::Result;
-use crate::format::{parse_outbox, InboxMsg, OutMsg, Task};
+use crate::format::{parse_outbox, InboxMsg, OutMsg, Reject, Task};
 use crate::root::Root;
 use crate::spool::{self, read_checked, Limits, Queue};
 use std::collections::HashMap;
@@ -81,10 +81,11 @@ fn placement(dest: &Dest, name: &str, owner: &str, bytes: &[u8]) -> Result<Optio
     free.map(Some).ok_or_else(|| crate::Error::io(&dest.new, std::io::Error::other(format!("no free name for {name}"))))
 }
 
+/// Whatever holds the name may be a FIFO, a symlink or a huge file put
+/// there by any same-user process: a non-blocking, non-following open of a
+/// regular file, read no further than the copy's length.
 fn same_bytes(p: &std::path::Path, bytes: &[u8]) -> bool {
-    use std::io::Read;
-    let mut buf = Vec::with_capacity(bytes.len() + 1);
-    std::fs::File::open(p).and_then(|f| f.take(bytes.len() as u64 + 1).read_to_end(&mut buf)).is_ok() && buf == bytes
+    crate::fsx::read_bounded(p, bytes.len() as u64).is_ok_and(|b| b == bytes)
 }
 
 /// Puts a synced copy in place under a free name without replacing
@@ -173,25 +174,59 @@ pub fn route_batch(root: &Root, owner: &str, names: &[String], lim: &Limits) -> 
         results[i] = Some(if !dir_ok {
             Err(crate::Error::io(&ob.new, std::io::Error::other("destination directory sync failed")))
         } else {
-            spool::move_to(&ob.new, &ob.done, name).map(|_| Outcome::Routed { msg: s.msg, to: s.to, id: s.id })
+            spool::finish(&ob.new, &ob.done, name).map(|_| Outcome::Routed { msg: s.msg, to: s.to, id: s.id })
         });
     }
     names.iter().cloned().zip(results.into_iter().map(|r| r.unwrap_or(Ok(Outcome::Gone)))).collect()
 }
 
+/// The longest outbox file name that can be routed: its staging name
+/// (`.route.<owner>.<name>`) and its clash name (`<stem>~<owner>~<hash>.json`)
+/// must fit in a 255-byte file name whatever the owner's name.
+pub const ROUTE_NAME_MAX: usize = 170;
+
+/// Every directory a copy is written into, or compared against, must be a
+/// real directory of ours that nobody else can write: a symlinked
+/// `inbox/<address>` or `spool/new` would carry the copy outside the root.
+fn check_dirs(dirs: &[&std::path::Path]) -> std::result::Result<(), Reject> {
+    for d in dirs {
+        match crate::root::check_private(d) {
+            Ok(()) => {}
+            // Readers create `cur/` when they first consume; absent is fine.
+            Err(crate::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && d.ends_with("cur") => {}
+            Err(e) => return Err(Reject::BadDestination(format!("recipient directory refused: {e}"))),
+        }
+    }
+    Ok(())
+}
+
 /// The recipient's directories (created for a new inbox address).
-fn dest_for(root: &Root, to: &str) -> Result<(Routed, Dest)> {
+/// `Ok(Err(_))`: the destination exists but is unsafe to write into.
+fn dest_for(root: &Root, to: &str) -> Result<std::result::Result<(Routed, Dest), Reject>> {
     if root.is_peer(to) {
-        let q = Queue::spool(&root.peer(to)?);
-        return Ok((Routed::Peer(to.into()), Dest { tmp: q.tmp, seen: vec![q.new.clone(), q.cur, q.done], new: q.new }));
+        let p = root.peer(to)?;
+        let q = Queue::spool(&p);
+        if let Err(r) = check_dirs(&[&p.dir, &p.spool(), &q.tmp, &q.new, &q.cur, &q.done]) {
+            return Ok(Err(r));
+        }
+        return Ok(Ok((Routed::Peer(to.into()), Dest { tmp: q.tmp, seen: vec![q.new.clone(), q.cur, q.done], new: q.new })));
     }
     let dir = root.inbox(to)?;
     let (tmp, new) = (dir.join("tmp"), dir.join("new"));
-    if !new.is_dir() || !tmp.is_dir() {
+    if std::fs::symlink_metadata(&new).is_err() || std::fs::symlink_metadata(&tmp).is_err() {
+        // Checked first: creating children would follow a symlinked address.
+        if std::fs::symlink_metadata(&dir).is_ok() {
+            if let Err(r) = check_dirs(&[&dir]) {
+                return Ok(Err(r));
+            }
+        }
         crate::root::mkdir_private(&tmp)?;
         crate::root::mkdir_private(&new)?;
     }
-    Ok((Routed::Inbox(to.into()), Dest { tmp, seen: vec![new.clone(), dir.join("cur")], new }))
+    if let Err(r) = check_dirs(&[&root.inbox_dir(), &dir, &tmp, &new, &dir.join("cur")]) {
+        return Ok(Err(r));
+    }
+    Ok(Ok((Routed::Inbox(to.into()), Dest { tmp, seen: vec![new.clone(), dir.join("cur")], new })))
 }
 
 /// Judges one file and stages its copy. `Ok(Err(outcome))`: finished here
@@ -205,19 +240,29 @@ fn stage_one(
     dests: &mut HashMap<String, (Routed, Dest)>,
 ) -> Result<std::result::Result<Staged, Outcome>> {
     let path = ob.new.join(name);
+    let reject = |r: Reject| -> Result<std::result::Result<Staged, Outcome>> {
+        spool::fail(&ob.new, &ob.failed, name, &r.to_string())?;
+        Ok(Err(Outcome::Rejected(r.to_string())))
+    };
+    // A name that cannot be staged or stored at the recipient would fail
+    // there on every pass: refused here, once.
+    if name.len() > ROUTE_NAME_MAX {
+        return reject(Reject::NameTooLong { len: name.len(), limit: ROUTE_NAME_MAX });
+    }
+    let id = name.trim_end_matches(".json").to_string();
     let msg = match read_checked(&path, lim).and_then(|b| parse_outbox(&b, owner)) {
+        Ok(_) if !crate::format::valid_id(&id) => return reject(Reject::BadId),
         Ok(m) => m,
         Err(_) if std::fs::symlink_metadata(&path).is_err() => return Ok(Err(Outcome::Gone)),
-        Err(r) => {
-            spool::fail(&ob.new, &ob.failed, name, &r.to_string())?;
-            return Ok(Err(Outcome::Rejected(r.to_string())));
-        }
+        Err(r) => return reject(r),
     };
-    let id = name.trim_end_matches(".json").to_string();
     let (to, dest) = match dests.get(&msg.to) {
         Some(d) => d.clone(),
         None => {
-            let d = dest_for(root, &msg.to)?;
+            let d = match dest_for(root, &msg.to)? {
+                Ok(d) => d,
+                Err(r) => return reject(r),
+            };
             dests.insert(msg.to.clone(), d.clone());
             d
         }
@@ -320,6 +365,73 @@ mod tests {
             assert!(matches!(route(&r, "alice", "reply.json", &Limits::default()).unwrap(), Outcome::Routed { .. }));
         }
         assert_eq!(names().len(), 101);
+    }
+
+    fn error_of(r: &Root, owner: &str, name: &str) -> String {
+        std::fs::read_to_string(r.peer(owner).unwrap().outbox_sub("failed").join(format!("{}.error", spool::stored_name(name)))).unwrap()
+    }
+
+    #[test]
+    fn a_fifo_holding_the_name_neither_blocks_nor_counts_as_routed() {
+        let (_d, r) = setup();
+        let bob_done = r.peer("bob").unwrap().spool_sub("done");
+        let c = std::ffi::CString::new(bob_done.join("f.json").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a path this test owns.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        drop_out(&r, "alice", "f.json", r#"{"to":"bob","text":"hi"}"#);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r2 = r.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(route(&r2, "alice", "f.json", &Limits::default()).map(|o| matches!(o, Outcome::Routed { .. })));
+        });
+        let routed = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("routing blocked on a FIFO");
+        assert!(routed.unwrap());
+        let got = spool::list(&r.peer("bob").unwrap().spool_sub("new")).unwrap();
+        assert!(got.len() == 1 && got[0].starts_with("f~alice~"), "{got:?}");
+    }
+
+    #[test]
+    fn names_that_cannot_be_routed_are_failed_once_with_a_reason() {
+        let (_d, r) = setup();
+        let long = format!("{}.json", "l".repeat(245));
+        // A stem that is no id would be refused by the recipient as bad-id.
+        let over_id = "a b.json".to_string();
+        drop_out(&r, "alice", &long, r#"{"to":"bob","text":"hi"}"#);
+        drop_out(&r, "alice", &over_id, r#"{"to":"bob","text":"hi"}"#);
+        for n in [&long, &over_id] {
+            assert!(matches!(route(&r, "alice", n, &Limits::default()).unwrap(), Outcome::Rejected(_)), "{n}");
+        }
+        assert!(error_of(&r, "alice", &long).starts_with("bad-file-name: "));
+        assert!(error_of(&r, "alice", &over_id).starts_with("bad-id: "));
+        let id201 = format!("{}.json", "i".repeat(201));
+        drop_out(&r, "alice", &id201, r#"{"to":"bob","text":"hi"}"#);
+        assert!(matches!(route(&r, "alice", &id201, &Limits::default()).unwrap(), Outcome::Rejected(_)));
+        assert!(error_of(&r, "alice", &id201).starts_with("bad-file-name: "));
+        let id170 = format!("{}.json", "i".repeat(165));
+        drop_out(&r, "alice", &id170, r#"{"to":"bob","text":"hi"}"#);
+        assert!(matches!(route(&r, "alice", &id170, &Limits::default()).unwrap(), Outcome::Routed { .. }));
+        assert_eq!(spool::depth(&r.peer("alice").unwrap().outbox_sub("new")), 0, "nothing left to retry");
+    }
+
+    #[test]
+    fn unsafe_destinations_are_refused_once() {
+        let (d, r) = setup();
+        // A symlinked inbox address: the reply would land outside the root.
+        let outside = d.path().join("outside");
+        std::fs::create_dir_all(outside.join("new")).unwrap();
+        std::os::unix::fs::symlink(&outside, r.inbox_dir().join("evil")).unwrap();
+        drop_out(&r, "alice", "1.json", r#"{"to":"evil","text":"hi"}"#);
+        assert!(matches!(route(&r, "alice", "1.json", &Limits::default()).unwrap(), Outcome::Rejected(_)));
+        assert!(error_of(&r, "alice", "1.json").starts_with("bad-destination: "), "{}", error_of(&r, "alice", "1.json"));
+        assert_eq!(std::fs::read_dir(outside.join("new")).unwrap().count(), 0);
+        // A peer whose spool/new is a symlink to a directory elsewhere.
+        let bob_new = r.peer("bob").unwrap().spool_sub("new");
+        std::fs::remove_dir(&bob_new).unwrap();
+        std::os::unix::fs::symlink(outside.join("new"), &bob_new).unwrap();
+        drop_out(&r, "alice", "2.json", r#"{"to":"bob","text":"hi"}"#);
+        assert!(matches!(route(&r, "alice", "2.json", &Limits::default()).unwrap(), Outcome::Rejected(_)));
+        assert!(error_of(&r, "alice", "2.json").starts_with("bad-destination: "));
+        assert_eq!(std::fs::read_dir(outside.join("new")).unwrap().count(), 0);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! delays another. Decisions come from `lifecycle`; this module performs
 //! them against tmux and the filesystem.
 
+use crate::bookkeep::{Settle, Unsettled};
 use crate::config::Config;
 use crate::deliver::{deliver, envelope_as};
 use crate::format::{parse_task, Task};
@@ -16,13 +17,16 @@ use crate::runtime::{Runtime, Screen, WakeMode};
 use crate::spool::{self, Limits, Queue};
 use crate::state::{now_ms, Current, Park, PeerState, Session, TOPICS_KEPT};
 use crate::tmux::{Launch, Pane, Tmux};
-use std::collections::{BTreeMap, HashMap, HashSet};
-mod turns;
-
 use crate::turn::TurnState;
+use crate::watch::Written;
+use std::collections::{BTreeMap, HashMap};
+
+mod turns;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{watch, Notify};
+
+mod halt;
 
 /// What all peer loops share.
 pub struct Shared {
@@ -31,7 +35,13 @@ pub struct Shared {
     pub delivery_log: Log,
     pub lifecycle_log: Log,
     pub shutdown: watch::Receiver<bool>,
+    /// Bounds concurrent boots (`MAX_WAKES`): a wake storm must not spend
+    /// every descriptor and CPU at once.
+    pub wakes: tokio::sync::Semaphore,
 }
+
+/// Boots at a time, daemon-wide.
+pub const MAX_WAKES: usize = 16;
 
 impl Shared {
     pub fn cfg(&self) -> Config {
@@ -47,7 +57,7 @@ impl Shared {
 pub struct Handle {
     pub poke: Arc<Notify>,
     /// Names (`spool/NAME`, `outbox/NAME`) a writer has finished with.
-    pub complete: Arc<Mutex<HashSet<String>>>,
+    pub complete: Arc<Mutex<HashMap<String, Written>>>,
     /// Set when a watch could not be added: the loop polls instead.
     pub polling: Arc<std::sync::atomic::AtomicBool>,
     /// Names seen in events (`spool/NAME`, `outbox/NAME`), for the heads.
@@ -80,13 +90,15 @@ struct Peer {
     profile_stamp: Option<(SystemTime, u64)>,
     profile_error_logged: bool,
     runtime: Option<Arc<dyn Runtime>>,
-    complete: Arc<Mutex<HashSet<String>>>,
+    complete: Arc<Mutex<HashMap<String, Written>>>,
     polling: Arc<std::sync::atomic::AtomicBool>,
     hints: Arc<Mutex<Vec<String>>>,
     relist: Arc<std::sync::atomic::AtomicU8>,
     spool_head: Head,
     outbox_head: Head,
     attempts: HashMap<String, u32>,
+    /// Claimed tasks whose move out of `cur/` failed: the queue is stopped.
+    unsettled: Unsettled,
     session: Option<Session>,
     gate: Option<Gate>,
     /// The last pane seen alive and when tmux was last asked (see `pane`).
@@ -117,16 +129,22 @@ pub const RELIST_ALWAYS: u8 = 2;
 const ROUTE_BATCH: usize = 512;
 /// A file in `tmp/` this old was left by a crashed writer.
 const STALE_TMP: Duration = Duration::from_secs(3600);
+/// How long a file seen written but not closed may stay unchanged before
+/// it is judged anyway (its close event may never come).
+const OPEN_WAIT_MS: u64 = 60_000;
+/// How often a stopped queue tries its failed move out of `cur/` again.
+const SETTLE_RETRY_MS: u64 = 2_000;
 
 pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
     let paths = sh.root.peer(&name)?;
     let poke = Arc::new(Notify::new());
-    let complete = Arc::new(Mutex::new(HashSet::new()));
+    let complete = Arc::new(Mutex::new(HashMap::new()));
     let polling = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let hints = Arc::new(Mutex::new(Vec::new()));
     let relist = Arc::new(std::sync::atomic::AtomicU8::new(RELIST_NONE));
     let st = PeerState::new(&sh.root, &name);
     st.ensure()?;
+    let unsettled = Unsettled::load(st.dir.join("unsettled.json"), &Queue::spool(&paths));
     let (tx_reconciled, reconciled) = tokio::sync::oneshot::channel();
     let mut p = Peer {
         tmux: Tmux::new(sh.root.tmux_socket(&name)),
@@ -148,6 +166,7 @@ pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
         spool_head: Head::new(crate::head::DEFAULT_CAP),
         outbox_head: Head::new(crate::head::DEFAULT_CAP),
         attempts: HashMap::new(),
+        unsettled,
         gate: None,
         live_pane: None,
         blocked_logged: None,
@@ -239,6 +258,11 @@ impl Peer {
             self.lifecycle(&[("event", "unregistered")]);
             return Flow::Exit;
         }
+        if let Err(e) = self.sh.root.check_peer_dirs(&self.paths) {
+            self.refuse_dirs(e.to_string());
+            return Flow::Continue;
+        }
+        self.dirs_ok();
         if now >= self.housekeep_ms {
             self.housekeep_ms = now + HOUSEKEEP_EVERY_MS.min(cfg.rescan.as_millis() as u64);
             self.housekeep(&cfg);
@@ -274,7 +298,7 @@ impl Peer {
 
     /// What tells a changed profile: mtime and size.
     fn profile_on_disk(&self) -> Option<(SystemTime, u64)> {
-        std::fs::metadata(self.paths.profile()).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+        std::fs::symlink_metadata(self.paths.profile()).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
     }
 
     fn reload_profile(&mut self) {
@@ -327,18 +351,24 @@ impl Peer {
     }
 
     /// Whether a file in `dir` may be judged: its writer is done (event)
-    /// or it has not changed for the settle window. Otherwise returns when
+    /// or it has not changed for the settle window. A file seen being
+    /// written (Linux) waits for its close instead (the close event pokes
+    /// the loop), bounded by `OPEN_WAIT_MS` unchanged in case that event
+    /// never comes (a hard link's create has none). Otherwise returns when
     /// to look again.
     fn settled(&self, key: &str, dir: &std::path::Path, name: &str, cfg: &Config) -> Result<(), u64> {
-        if self.complete.lock().unwrap_or_else(|p| p.into_inner()).contains(key) {
-            return Ok(());
+        let mut wait_ms = cfg.settle.as_millis() as u64;
+        match self.complete.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
+            Some(Written::Closed) => return Ok(()),
+            Some(Written::Open) => wait_ms = wait_ms.max(OPEN_WAIT_MS),
+            None => {}
         }
         let Ok(md) = std::fs::symlink_metadata(dir.join(name)) else { return Ok(()) };
         if !md.is_file() {
             return Ok(());
         }
         let mtime = md.modified().map(crate::state::ms).unwrap_or(0);
-        let ready_at = mtime + cfg.settle.as_millis() as u64;
+        let ready_at = mtime + wait_ms;
         if now_ms() >= ready_at { Ok(()) } else { Err(ready_at) }
     }
 
@@ -352,6 +382,9 @@ impl Peer {
     fn take_hints(&mut self, polling: bool) -> bool {
         let how = self.relist.swap(RELIST_NONE, std::sync::atomic::Ordering::Relaxed);
         if how == RELIST_ALWAYS {
+            // Events were lost, a close among them perhaps: the settle
+            // window decides for files still marked open.
+            self.complete.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, w| *w == Written::Closed);
             self.spool_head.invalidate();
             self.outbox_head.invalidate();
         } else if how == RELIST_IF_CHANGED || polling {
@@ -521,6 +554,12 @@ impl Peer {
         };
         let now = now_ms();
         let pane = self.pane().await;
+        // No answer because the daemon is out of descriptors says nothing
+        // about the session: not a death, ask again shortly.
+        if pane.is_none() && crate::fsx::out_of_fds("") {
+            self.schedule(now + 1000);
+            return;
+        }
         let act = self.activity_ms();
         let last = self.idle_ref_ms();
         if let Some(a) = last {
@@ -650,20 +689,23 @@ impl Peer {
         self.schedule(now);
     }
 
-    /// Puts a claimed task back at the head of the queue.
+    /// Puts a claimed task back at the head of the queue. A writer may
+    /// have put a new file of the same name into `new/` meanwhile: that one
+    /// is never replaced; this one then stays claimed in `cur/`, which is
+    /// delivered first anyway.
     fn requeue(&mut self, name: &str) {
         match spool::move_to(&self.spool.cur, &self.spool.new, name) {
             Ok(_) => self.spool_head.hint(name),
+            Err(e) if spool::is_taken(&e) => self.lifecycle(&[("event", "requeue-kept"), ("task", name), ("reason", "name taken in new/")]),
             Err(e) => tracing::warn!(peer = %self.name, error = %e, "requeue failed"),
         }
     }
 
-    fn finish_task(&mut self, name: &str, how: &str) {
-        match spool::move_to(&self.spool.cur, &self.spool.done, name) {
-            Ok(_) => self.delivery(&[("event", "done"), ("task", name.trim_end_matches(".json")), ("outcome", how)]),
-            Err(e) => tracing::warn!(peer = %self.name, error = %e, "cannot move task to done"),
-        }
+    fn finish_task(&mut self, name: &str, how: &'static str) {
         self.attempts.remove(name);
+        if self.settle(name, Settle::Done { how: how.into() }) {
+            self.delivery(&[("event", "done"), ("task", name.trim_end_matches(".json")), ("outcome", how)]);
+        }
     }
 
     /// The next task to work on: anything already claimed (a restart left
@@ -724,9 +766,7 @@ impl Peer {
             Ok(t) => Some(t),
             Err(r) => {
                 let why = r.to_string();
-                if let Err(e) = spool::fail(&self.spool.cur, &self.spool.failed, name, &why) {
-                    tracing::warn!(peer = %self.name, error = %e, "cannot move rejected task");
-                }
+                self.settle(name, Settle::Failed { reason: why.clone() });
                 self.delivery(&[("event", "deliver"), ("file", name), ("outcome", "rejected"), ("error", &why)]);
                 None
             }
@@ -777,7 +817,7 @@ impl Peer {
 
     async fn deliver_tasks(&mut self, cfg: &Config) {
         while !self.sh.stopping() && !self.st.stopped() && self.gate.is_none() {
-            if self.profile.is_none() {
+            if self.profile.is_none() || !self.queue_usable() {
                 return;
             }
             // An ephemeral worker gets exactly one task per session.
@@ -836,7 +876,7 @@ impl Peer {
         }
         let cur = Current { id: task.id.clone(), from: task.from.clone(), reply_to: task.reply_to.clone(), topic: task.topic.clone() };
         let _ = self.st.set_current(Some(&cur));
-        let queued_ms = std::fs::metadata(self.spool.cur.join(name)).and_then(|m| m.modified()).map(crate::state::ms).unwrap_or(0);
+        let queued_ms = std::fs::symlink_metadata(self.spool.cur.join(name)).and_then(|m| m.modified()).map(crate::state::ms).unwrap_or(0);
         let act0 = self.activity_ms();
         // The task's turn can end before the confirmation is seen (a fast
         // model): a turn end is ours when it comes after the paste began.
@@ -891,8 +931,8 @@ impl Peer {
                 ]);
                 if attempt >= lifecycle::MAX_DELIVERY_ATTEMPTS {
                     let reason = format!("undeliverable: {attempt} attempts, last: {why}");
-                    let _ = spool::fail(&self.spool.cur, &self.spool.failed, name, &reason);
                     self.attempts.remove(name);
+                    self.settle(name, Settle::Failed { reason: reason.clone() });
                     self.delivery(&[("event", "deliver"), ("task", &task.id), ("outcome", "failed"), ("error", &reason)]);
                     true
                 } else {
@@ -931,9 +971,12 @@ impl Peer {
         }
         self.st.clear_fresh_next();
         let _ = self.st.set_park(None::<&Park>);
+        let sh = self.sh.clone();
+        let permit = sh.wakes.acquire().await.ok();
         let started = Instant::now();
         let booted = self.boot(cfg, &p, rt.as_ref(), mode).await;
         self.st.set_booting(None);
+        drop(permit);
         match booted {
             Ok(()) => {
                 let ms = started.elapsed().as_millis().to_string();
@@ -960,6 +1003,14 @@ impl Peer {
                 self.st.set_blocked(Some(&shown));
                 self.blocked_logged = Some(shown);
                 self.discard_session().await;
+                Err(why)
+            }
+            Err(WakeError::Failed(why)) if crate::fsx::out_of_fds(&why) => {
+                // The daemon's fault, not the peer's: no death, no block.
+                self.lifecycle(&[("event", "wake-deferred"), ("task", &task.id), ("reason", &format!("daemon out of file descriptors: {why}"))]);
+                self.end_session("daemon-fault", false, false).await;
+                self.hold_until_ms = now_ms() + 1000;
+                self.schedule(self.hold_until_ms);
                 Err(why)
             }
             Err(WakeError::Failed(why)) => {
@@ -1010,6 +1061,14 @@ impl Peer {
             }
             let pane = self.tmux.pane().await;
             let screen = self.tmux.capture(false).await.unwrap_or_default();
+            // No answer while the server may still run (a client that could
+            // not be spawned, out of descriptors): not an exit; the boot
+            // deadline still bounds it.
+            let unanswered = pane.is_none() && (crate::fsx::out_of_fds("") || self.tmux.server_may_run());
+            if unanswered && Instant::now() < deadline {
+                tokio::time::sleep(gap).await;
+                continue;
+            }
             if pane.as_ref().is_none_or(|p| p.dead) {
                 match rt.screen(&screen) {
                     Screen::Fatal(r) => return Err(WakeError::Failed(r)),

@@ -166,7 +166,7 @@ impl Profile {
         if md.len() > 256 * 1024 {
             return Err(err("is larger than 256 KiB".into()));
         }
-        let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let bytes = crate::fsx::read_bounded(path, 256 * 1024).map_err(|e| err(e.to_string()))?;
         let p: Profile = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
         p.validate().map_err(err)?;
         Ok(p)

@@ -30,10 +30,9 @@ pub fn uid() -> u32 {
 
 /// Writes a file only the owner can read (0600 when created), whatever
 /// the umask: state, logs and reasons can quote message text.
+/// Never through a symlink, FIFO or hard link (see `fsx::write_private`).
 pub fn write_private(p: &Path, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(p)?.write_all(bytes.as_ref())
+    crate::fsx::write_private(p, bytes.as_ref())
 }
 
 /// Creates a private directory (0700) and its missing parents.
@@ -163,17 +162,36 @@ impl Root {
         Ok(v)
     }
 
-    /// Creates a peer's directories (0700 each).
+    /// Creates a peer's directories (0700 each) and checks every one: a
+    /// symlinked `spool/new` would have the daemon consume and delete files
+    /// elsewhere, so each must be a real private directory. Each is checked
+    /// before anything is created inside it, so creating never follows a link.
     pub fn ensure_peer_dirs(&self, p: &PeerPaths) -> Result<()> {
-        mkdir_private(&p.dir)?;
-        check_private(&p.dir)?;
-        for s in SPOOL_SUBDIRS {
-            mkdir_private(&p.spool_sub(s))?;
-        }
-        for s in OUTBOX_SUBDIRS {
-            mkdir_private(&p.outbox_sub(s))?;
+        let mut dirs = vec![p.dir.clone(), p.spool()];
+        dirs.extend(SPOOL_SUBDIRS.iter().map(|s| p.spool_sub(s)));
+        dirs.push(p.outbox());
+        dirs.extend(OUTBOX_SUBDIRS.iter().map(|s| p.outbox_sub(s)));
+        for d in dirs {
+            if fs::symlink_metadata(&d).is_err() {
+                DirBuilder::new().mode(0o700).create(&d).or_else(|e| if d.is_dir() { Ok(()) } else { Err(e) }).at(&d)?;
+            }
+            check_private(&d)?;
         }
         mkdir_private(&self.peer_state(&p.name))
+    }
+
+    /// Checks a peer's directories without creating any (see `ensure_peer_dirs`).
+    pub fn check_peer_dirs(&self, p: &PeerPaths) -> Result<()> {
+        check_private(&p.dir)?;
+        check_private(&p.spool())?;
+        check_private(&p.outbox())?;
+        for s in SPOOL_SUBDIRS {
+            check_private(&p.spool_sub(s))?;
+        }
+        for s in OUTBOX_SUBDIRS {
+            check_private(&p.outbox_sub(s))?;
+        }
+        Ok(())
     }
 
     /// The private tmux socket of a peer. Kept short whatever the root's

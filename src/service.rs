@@ -98,14 +98,15 @@ pub enum Written {
 pub fn write_if_changed(path: &Path, content: &str) -> Result<Written> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-    let old = std::fs::read_to_string(path).ok();
+    let old = crate::fsx::read_string_bounded(path, 1 << 20).ok();
     if old.as_deref() == Some(content) {
         return Ok(Written::Unchanged);
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).at(dir)?;
     let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("unit"), std::process::id()));
-    let mut f = std::fs::File::create(&tmp).at(&tmp)?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = crate::fsx::create_new(&tmp).at(&tmp)?;
     f.write_all(content.as_bytes()).and_then(|_| f.sync_all()).at(&tmp)?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).at(&tmp)?;
     std::fs::rename(&tmp, path).at(path)?;

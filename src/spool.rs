@@ -5,7 +5,7 @@
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::{is_message_name, safe_file_name, Reject};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ pub fn unique_name() -> String {
 }
 
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|f| f.sync_all()).at(dir)
+    crate::fsx::open_dir(dir).and_then(|f| f.sync_all()).at(dir)
 }
 
 /// Stages `bytes` as `tmp_dir/name` without syncing: the caller syncs a
@@ -54,7 +54,7 @@ pub fn stage(tmp_dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
 pub fn sync_staged(files: &[PathBuf]) -> Result<()> {
     #[cfg(target_os = "linux")]
     if let Some(first) = files.first() {
-        let f = File::open(first).at(first)?;
+        let f = crate::fsx::open_regular(first).at(first)?.0;
         use std::os::fd::AsRawFd;
         // SAFETY: syncfs on a descriptor this function owns.
         if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
@@ -63,7 +63,7 @@ pub fn sync_staged(files: &[PathBuf]) -> Result<()> {
         return Ok(());
     }
     for p in files {
-        File::open(p).and_then(|f| f.sync_all()).at(p)?;
+        crate::fsx::open_regular(p).and_then(|(f, _)| f.sync_all()).at(p)?;
     }
     Ok(())
 }
@@ -142,36 +142,112 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Moves `from/name` to `to/name`. Returns false when it was already gone
-/// (another pass took it), which callers treat as "not mine".
+/// Moves `from/name` to `to/name`, never replacing what holds that name
+/// there (a writer may reuse any name; the file there is not ours to
+/// destroy): that is an `AlreadyExists` error. Returns false when the
+/// entry was already gone (another pass took it), which callers treat as
+/// "not mine".
 pub fn move_to(from: &Path, to: &Path, name: &str) -> Result<bool> {
-    match fs::rename(from.join(name), to.join(name)) {
+    match rename_noreplace(&from.join(name), &to.join(name)) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io(from.join(name), e)),
     }
 }
 
-/// A name safe to create in `failed/`: control characters and slashes
-/// become `_`, with a hash so two mangled names cannot collide.
-fn failed_name(name: &str) -> String {
-    if safe_file_name(name) {
+/// Whether a library error is a no-replace rename refused by a taken name.
+pub fn is_taken(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists)
+}
+
+/// The longest name the daemon stores a file under: a `.error` sibling and
+/// a `~N` suffix must still fit in the 255 bytes a file name may have.
+pub const STORED_NAME_MAX: usize = 200;
+
+/// The `n`th candidate name for `name` in a place that may already hold it:
+/// the name itself, then `<stem>~<n>.json`, then clock-derived suffixes.
+fn candidate(name: &str, n: u32) -> String {
+    let stem = name.strip_suffix(".json").unwrap_or(name);
+    match n {
+        0 => name.to_string(),
+        1..=15 => format!("{stem}~{n}.json"),
+        _ => format!("{stem}~{:016x}.json", crate::root::fnv1a(unique_name().as_bytes())),
+    }
+}
+
+const CANDIDATES: u32 = 32;
+
+/// Moves a finished entry (to `done/`, `sent/`) without replacing an
+/// earlier one of the same name: that one keeps its name, this one takes
+/// the first free `<stem>~<n>.json`. Returns false when it was gone.
+pub fn finish(from: &Path, to: &Path, name: &str) -> Result<bool> {
+    for n in 0..CANDIDATES {
+        match rename_noreplace(&from.join(name), &to.join(candidate(name, n))) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io(from.join(name), e)),
+        }
+    }
+    Err(Error::io(to.join(name), std::io::Error::other("no free name")))
+}
+
+/// The name a file is stored under in `failed/`: control characters and
+/// slashes become `_`, and a name too long to store beside its `.error`
+/// is shortened; either way a hash of the original keeps two such names
+/// apart. A name that can be stored as it is stays as it is.
+pub fn stored_name(name: &str) -> String {
+    if safe_file_name(name) && name.len() <= STORED_NAME_MAX {
         return name.to_string();
     }
     let clean: String = name.chars().map(|c| if c.is_control() || c == '/' { '_' } else { c }).collect();
-    format!("{}-{:08x}.json", clean.trim_end_matches(".json").replace("..", "__"), crate::root::fnv1a(name.as_bytes()) as u32)
+    let stem = clean.strip_suffix(".json").unwrap_or(&clean).replace("..", "__");
+    let mut cut = stem.len().min(STORED_NAME_MAX - 22);
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}-{:016x}.json", &stem[..cut], crate::root::fnv1a(name.as_bytes()))
 }
 
-/// Moves a judged-bad entry into `failed/` with a one-line `.error` beside it.
-pub fn fail(from: &Path, failed: &Path, name: &str, reason: &str) -> Result<()> {
+/// Moves a judged-bad entry into `failed/` with a one-line `.error` beside
+/// it. Nothing in `failed/` is ever replaced or written through: the
+/// `.error` is created exclusively (a symlink planted under its name is
+/// skipped, not followed) and the entry is renamed without replacing, each
+/// taking the next free name if needed. Returns the stored name.
+pub fn fail(from: &Path, failed: &Path, name: &str, reason: &str) -> Result<String> {
+    fail_as(&from.join(name), failed, &stored_name(name), reason)
+}
+
+fn fail_as(src: &Path, failed: &Path, base: &str, reason: &str) -> Result<String> {
     let line: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    let target = failed_name(name);
-    let err = failed.join(format!("{target}.error"));
-    crate::root::write_private(&err, format!("{line}\n")).and_then(|_| File::open(&err)?.sync_all()).at(&err)?;
-    match fs::rename(from.join(name), failed.join(&target)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(from.join(name), e)),
-        _ => fsync_dir(failed),
+    for n in 0..CANDIDATES {
+        let target = candidate(base, n);
+        let err = failed.join(format!("{target}.error"));
+        let mut f = match crate::fsx::create_new(&err) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(&err, e)),
+        };
+        if let Err(e) = f.write_all(format!("{line}\n").as_bytes()).and_then(|_| f.sync_all()) {
+            let _ = fs::remove_file(&err);
+            return Err(Error::io(&err, e));
+        }
+        match rename_noreplace(src, &failed.join(&target)) {
+            Ok(()) => {
+                fsync_dir(failed)?;
+                return Ok(target);
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&err);
+                match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => continue,
+                    std::io::ErrorKind::NotFound => return Ok(target),
+                    _ => return Err(Error::io(src, e)),
+                }
+            }
+        }
     }
+    Err(Error::io(failed, std::io::Error::other(format!("no free name for {base}"))))
 }
 
 /// Moves entries whose names are not UTF-8 (they cannot be handled by
@@ -187,9 +263,7 @@ pub fn quarantine_unnamed(dir: &Path, failed: &Path) -> usize {
         let lossy = raw.to_string_lossy();
         let target = format!("non-utf8-{:08x}.json", crate::root::fnv1a(raw.as_encoded_bytes()) as u32);
         let reason = format!("bad-file-name: file name {:?} is not valid UTF-8", lossy);
-        if crate::root::write_private(&failed.join(format!("{target}.error")), format!("{reason}\n")).is_ok()
-            && fs::rename(e.path(), failed.join(&target)).is_ok()
-        {
+        if fail_as(&e.path(), failed, &stored_name(&target), &reason).is_ok() {
             n += 1;
         }
     }
@@ -355,5 +429,69 @@ mod tests {
         assert_eq!(fs::read_to_string(&b).unwrap(), "b");
         rename_noreplace(&a, &c).unwrap();
         assert!(!a.exists() && fs::read_to_string(&c).unwrap() == "a");
+    }
+
+    fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let (cur, failed) = (d.path().join("cur"), d.path().join("failed"));
+        fs::create_dir(&cur).unwrap();
+        fs::create_dir(&failed).unwrap();
+        (d, cur, failed)
+    }
+
+    #[test]
+    fn a_name_too_long_to_store_beside_its_error_is_shortened() {
+        let (_d, cur, failed) = dirs();
+        for len in [200, 237, 250, 255] {
+            let name = format!("{}.json", "n".repeat(len - 5));
+            fs::write(cur.join(&name), "x").unwrap();
+            let stored = fail(&cur, &failed, &name, "bad-id: too long").unwrap();
+            assert!(stored.len() <= STORED_NAME_MAX, "{len}: {stored}");
+            assert!(!cur.join(&name).exists(), "{len}: left cur/");
+            assert_eq!(fs::read_to_string(failed.join(format!("{stored}.error"))).unwrap(), "bad-id: too long\n");
+        }
+        // Same long prefix, different names: different stored names.
+        let (a, b) = (format!("{}a.json", "n".repeat(240)), format!("{}b.json", "n".repeat(240)));
+        assert_ne!(stored_name(&a), stored_name(&b));
+        assert_eq!(stored_name("ok.json"), "ok.json");
+    }
+
+    #[test]
+    fn failed_never_replaces_and_never_writes_through_a_link() {
+        let (d, cur, failed) = dirs();
+        fs::write(cur.join("x.json"), "first").unwrap();
+        assert_eq!(fail(&cur, &failed, "x.json", "e: one").unwrap(), "x.json");
+        fs::write(cur.join("x.json"), "second").unwrap();
+        let second = fail(&cur, &failed, "x.json", "e: two").unwrap();
+        assert_ne!(second, "x.json");
+        assert_eq!(fs::read_to_string(failed.join("x.json")).unwrap(), "first");
+        assert_eq!(fs::read_to_string(failed.join(&second)).unwrap(), "second");
+        assert_eq!(fs::read_to_string(failed.join("x.json.error")).unwrap(), "e: one\n");
+        // A planted symlink under the .error name is skipped, not followed.
+        let victim = d.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, failed.join("y.json.error")).unwrap();
+        fs::write(cur.join("y.json"), "y").unwrap();
+        let stored = fail(&cur, &failed, "y.json", "e: y").unwrap();
+        assert_ne!(stored, "y.json");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(fs::read_to_string(failed.join(format!("{stored}.error"))).unwrap(), "e: y\n");
+    }
+
+    #[test]
+    fn finish_keeps_an_earlier_file_of_the_same_name() {
+        let (_d, cur, done) = dirs();
+        fs::write(cur.join("t.json"), "1").unwrap();
+        assert!(finish(&cur, &done, "t.json").unwrap());
+        fs::write(cur.join("t.json"), "2").unwrap();
+        assert!(finish(&cur, &done, "t.json").unwrap());
+        assert_eq!(fs::read_to_string(done.join("t.json")).unwrap(), "1");
+        assert_eq!(fs::read_to_string(done.join("t~1.json")).unwrap(), "2");
+        assert!(!finish(&cur, &done, "t.json").unwrap(), "gone");
+        // move_to never replaces: the taken name is an error, both kept.
+        fs::write(cur.join("t.json"), "3").unwrap();
+        let e = move_to(&cur, &done, "t.json").unwrap_err();
+        assert!(is_taken(&e));
+        assert_eq!(fs::read_to_string(done.join("t.json")).unwrap(), "1");
     }
 }

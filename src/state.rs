@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const DEATHS_KEPT: usize = 16;
 pub const TOPICS_KEPT: usize = 16;
+/// No marker the daemon writes comes near this; a bigger one is not ours.
+const MARKER_MAX: u64 = 1 << 20;
 
 pub fn now_ms() -> u64 {
     ms(SystemTime::now())
@@ -102,7 +104,7 @@ pub struct PeerState {
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(p: &Path) -> Option<T> {
-    fs::read(p).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    crate::fsx::read_bounded(p, MARKER_MAX).ok().and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 /// Replaces a small file atomically (write a temp sibling, rename).
@@ -230,7 +232,7 @@ impl PeerState {
 
     /// Last activity the daemon observed (ms), for status.
     pub fn activity_ms(&self) -> Option<u64> {
-        fs::read_to_string(self.p("activity")).ok().and_then(|s| s.trim().parse().ok())
+        crate::fsx::read_string_bounded(&self.p("activity"), MARKER_MAX).ok().and_then(|s| s.trim().parse().ok())
     }
 
     pub fn set_activity_ms(&self, at: u64) {
@@ -255,7 +257,7 @@ impl PeerState {
     /// A wake verdict only the operator can change (not logged in): kept
     /// across restarts, cleared by a changed profile or `peerspool start`.
     pub fn setup_block(&self) -> Option<String> {
-        fs::read_to_string(self.p("setup-blocked")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+        crate::fsx::read_string_bounded(&self.p("setup-blocked"), MARKER_MAX).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
     }
 
     pub fn set_setup_block(&self, why: Option<&str>) {
@@ -271,7 +273,7 @@ impl PeerState {
 
     /// Why the last wake was refused or failed (crash-loop, boot failure).
     pub fn blocked(&self) -> Option<String> {
-        fs::read_to_string(self.p("blocked")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+        crate::fsx::read_string_bounded(&self.p("blocked"), MARKER_MAX).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
     }
 
     pub fn set_blocked(&self, why: Option<&str>) {

@@ -489,7 +489,14 @@ impl Tmux {
     pub async fn kill(&self) {
         self.drop_control().await;
         let _ = self.run(&["kill-server"]).await;
-        let _ = std::fs::remove_file(&self.socket);
+        // The server exits just after answering: give it a moment.
+        for _ in 0..10 {
+            if self.remove_stale_socket(false) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.remove_stale_socket(true);
     }
 
     pub fn kill_server_blocking(&self) {
@@ -500,7 +507,50 @@ impl Tmux {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        let _ = std::fs::remove_file(&self.socket);
+        for _ in 0..10 {
+            if self.remove_stale_socket(false) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.remove_stale_socket(true);
+    }
+
+    /// Removes the socket only when no server listens on it any more. A
+    /// `kill-server` that failed (no descriptor left to spawn the client, a
+    /// timeout) leaves the server and its agent running: without their
+    /// socket they could never be reached or reaped again.
+    /// Whether a server may still be listening on the socket: a refused
+    /// or missing socket says no; an answer, or no way to tell (out of
+    /// descriptors), says it may.
+    pub fn server_may_run(&self) -> bool {
+        !matches!(
+            std::os::unix::net::UnixStream::connect(&self.socket).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound)
+        )
+    }
+
+    /// Returns whether the socket is gone now; `warn`: say why it is kept.
+    fn remove_stale_socket(&self, warn: bool) -> bool {
+        match std::os::unix::net::UnixStream::connect(&self.socket) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                let _ = std::fs::remove_file(&self.socket);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => {
+                if warn {
+                    tracing::warn!(socket = %self.socket.display(), error = %e, "tmux socket kept: cannot tell whether its server still runs");
+                }
+                false
+            }
+            Ok(_) => {
+                if warn {
+                    tracing::warn!(socket = %self.socket.display(), "tmux socket kept: its server still runs after kill-server");
+                }
+                false
+            }
+        }
     }
 
     pub fn alive_blocking(&self) -> bool {

@@ -16,11 +16,23 @@ pub enum Hint {
     Rescan(String),
 }
 
+/// What the events said about a file's writer, until the file is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Written to and not closed since: wait for the close.
+    Open,
+    /// Closed after writing, or renamed in: the writer is done.
+    Closed,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
     /// The writer is done with it (renamed in, or closed after writing).
     Complete,
-    /// Created or modified; it may still be being written.
+    /// Created or its data written: on Linux a close-write follows, and
+    /// the file must not be judged before it.
+    Writing,
+    /// Something else changed (metadata, an unknown kind of event).
     Touched,
     /// Removed or renamed away.
     Gone,
@@ -38,6 +50,7 @@ pub fn classify(kind: &EventKind) -> Option<Change> {
         EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both | RenameMode::Any)) => Some(Change::Complete),
         EventKind::Modify(ModifyKind::Name(RenameMode::From)) | EventKind::Remove(_) => Some(Change::Gone),
         EventKind::Access(_) => None,
+        EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_)) => Some(Change::Writing),
         _ => Some(Change::Touched),
     }
 }

@@ -162,14 +162,10 @@ pub fn pasted_by_tail(before: &str, now: &str, text: &str) -> bool {
     n.matches(&t).count() > b.matches(&t).count() || (b != n && n.contains(&t))
 }
 
-/// Newest mtime among the files a glob matches (relative to `cwd`).
+/// Newest mtime among the files a glob matches (relative to `cwd`), the
+/// walk bounded (a broad glob must not eat the CPU on every tick).
 pub fn newest_mtime(pattern: &str, cwd: &std::path::Path) -> Option<SystemTime> {
-    let full = if pattern.starts_with('/') { pattern.to_string() } else { format!("{}/{pattern}", cwd.display()) };
-    glob::glob(&full)
-        .ok()?
-        .filter_map(|p| p.ok())
-        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-        .max()
+    crate::fsx::glob_newest(pattern, cwd, &crate::fsx::ACTIVITY_WALK)
 }
 
 /// The adapter for a profile.

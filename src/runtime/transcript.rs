@@ -88,8 +88,9 @@ pub(crate) fn line_time(line: &[u8]) -> Option<SystemTime> {
 /// `timestamp`, like mode records written while idle, are skipped). Reads
 /// a tail window that doubles until a complete timestamped line fits.
 pub fn last_entry_time(path: &Path) -> Option<SystemTime> {
-    let mut f = File::open(path).ok()?;
-    let len = f.metadata().ok()?.len();
+    // A transcript directory is the agent's: never block on a FIFO there.
+    let (mut f, md): (File, _) = crate::fsx::open_regular(path).ok()?;
+    let len = md.len();
     let mut window = TAIL_START.min(len);
     loop {
         let start = len - window;
@@ -161,7 +162,7 @@ pub enum CodexHead {
 
 /// The `cwd` in a Codex session file's first line (`session_meta`).
 pub fn codex_session_head(path: &Path) -> CodexHead {
-    let Ok(f) = File::open(path) else { return CodexHead::Incomplete };
+    let Ok((f, _)) = crate::fsx::open_regular(path) else { return CodexHead::Incomplete };
     let mut first = Vec::new();
     // The first line holds the base instructions: a few KiB, bounded here.
     let mut r = std::io::BufReader::new(f.take(4 * 1024 * 1024));
@@ -253,7 +254,7 @@ pub fn claude_echo_since(mark: &Mark, files: &[PathBuf], text: &str) -> bool {
     }
     files.iter().any(|p| {
         let from = mark.sizes.get(p).copied().unwrap_or(0);
-        let Ok(mut f) = File::open(p) else { return false };
+        let Ok((mut f, _)) = crate::fsx::open_regular(p) else { return false };
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         if len <= from || f.seek(SeekFrom::Start(from.max(len.saturating_sub(SCAN_MAX)))).is_err() {
             return false;

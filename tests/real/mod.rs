@@ -65,7 +65,6 @@ pub const API_KEY: &str = "sk-ant-api03-peerspool-test-key-0123456789abcdefghij"
 pub struct Real {
     pub e: Env,
     pub kind: Kind,
-    pub bin: PathBuf,
     pub server: Server,
     peers: Vec<String>,
 }
@@ -85,7 +84,7 @@ impl Real {
         };
         let mut e = Env::new();
         e.var(kind.bin_env(), &bin.display().to_string());
-        Some(Real { e, kind, bin, server, peers: vec![] })
+        Some(Real { e, kind, server, peers: vec![] })
     }
 
     pub fn home(&self, peer: &str) -> PathBuf {
