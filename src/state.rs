@@ -220,14 +220,37 @@ impl PeerState {
     }
 
     pub fn set_booting(&self, b: Option<&Booting>) {
-        match b {
-            Some(b) => {
-                let _ = write_json(&self.p("booting.json"), b);
+        self.put_json("booting.json", b);
+    }
+
+    /// Writes a state file whole (`Some`) or removes it (`None`). Best
+    /// effort: these files are for `status`, not for delivery.
+    fn put_json<T: Serialize>(&self, name: &str, v: Option<&T>) {
+        match v {
+            Some(v) => {
+                let _ = write_json(&self.p(name), v);
             }
             None => {
-                let _ = fs::remove_file(self.p("booting.json"));
+                let _ = fs::remove_file(self.p(name));
             }
         }
+    }
+
+    /// A one-line state file, replaced whole (a waiter reads it at any
+    /// moment), or removed; read back trimmed, empty as absent.
+    fn put_line(&self, name: &str, line: Option<&str>) {
+        match line {
+            Some(w) => {
+                let _ = replace_file(&self.p(name), format!("{w}\n").as_bytes());
+            }
+            None => {
+                let _ = fs::remove_file(self.p(name));
+            }
+        }
+    }
+
+    fn line(&self, name: &str) -> Option<String> {
+        crate::fsx::read_string_bounded(&self.p(name), MARKER_MAX).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
     }
 
     /// Last activity the daemon observed (ms), for status.
@@ -244,47 +267,25 @@ impl PeerState {
     }
 
     pub fn set_turn(&self, t: Option<&TurnView>) {
-        match t {
-            Some(t) => {
-                let _ = write_json(&self.p("turn.json"), t);
-            }
-            None => {
-                let _ = fs::remove_file(self.p("turn.json"));
-            }
-        }
+        self.put_json("turn.json", t);
     }
 
     /// A wake verdict only the operator can change (not logged in): kept
     /// across restarts, cleared by a changed profile or `peerspool start`.
     pub fn setup_block(&self) -> Option<String> {
-        crate::fsx::read_string_bounded(&self.p("setup-blocked"), MARKER_MAX).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+        self.line("setup-blocked")
     }
 
     pub fn set_setup_block(&self, why: Option<&str>) {
-        match why {
-            Some(w) => {
-                let _ = replace_file(&self.p("setup-blocked"), format!("{w}\n").as_bytes());
-            }
-            None => {
-                let _ = fs::remove_file(self.p("setup-blocked"));
-            }
-        }
+        self.put_line("setup-blocked", why);
     }
 
     /// Why the last wake was refused or failed (crash-loop, boot failure).
     pub fn blocked(&self) -> Option<String> {
-        crate::fsx::read_string_bounded(&self.p("blocked"), MARKER_MAX).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+        self.line("blocked")
     }
 
     pub fn set_blocked(&self, why: Option<&str>) {
-        match why {
-            Some(w) => {
-                // Replaced whole: a waiter reads it at any moment.
-                let _ = replace_file(&self.p("blocked"), format!("{w}\n").as_bytes());
-            }
-            None => {
-                let _ = fs::remove_file(self.p("blocked"));
-            }
-        }
+        self.put_line("blocked", why);
     }
 }

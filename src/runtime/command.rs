@@ -78,12 +78,18 @@ impl Runtime for Command {
 mod tests {
     use super::*;
 
-    #[test]
-    fn turn_screen_by_the_ready_pattern_on_the_last_line() {
-        use crate::turn::ScreenTurn;
+    /// A test-agent-like profile with the `agent> ` prompt.
+    fn agent_profile() -> Profile {
         let mut p = Profile::new(RuntimeKind::Command, "/tmp".into());
         p.command = Some(vec!["x".into()]);
         p.ready_pattern = Some("^agent> ".into());
+        p
+    }
+
+    #[test]
+    fn turn_screen_by_the_ready_pattern_on_the_last_line() {
+        use crate::turn::ScreenTurn;
+        let mut p = agent_profile();
         let r = Command::new(&p);
         assert_eq!(r.turn_screen("banner\nagent>", ""), ScreenTurn::Idle, "capture trims the prompt's trailing space");
         assert_eq!(r.turn_screen("agent> \nreceived #1: hi\n\n", ""), ScreenTurn::Busy, "mid-turn: no prompt yet");
@@ -94,9 +100,7 @@ mod tests {
 
     #[test]
     fn ready_pattern_gates_boot() {
-        let mut p = Profile::new(RuntimeKind::Command, "/tmp".into());
-        p.command = Some(vec!["x".into()]);
-        p.ready_pattern = Some("^agent> ".into());
+        let mut p = agent_profile();
         let r = Command::new(&p);
         assert_eq!(r.screen("booting...\n"), Screen::Booting);
         assert_eq!(r.screen("hello\nagent> \n"), Screen::Ready);

@@ -15,7 +15,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// How much of a record's tail is read for its newest boundary.
-const TAIL: u64 = 1024 * 1024;
+const TAIL: u64 = 256 * 1024;
 /// How much of a file after a mark is searched for a prompt.
 const SCAN: u64 = 8 * 1024 * 1024;
 
