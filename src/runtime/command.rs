@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn ready_pattern_gates_boot() {
-        let mut p = agent_profile();
+        let p = agent_profile();
         let r = Command::new(&p);
         assert_eq!(r.screen("booting...\n"), Screen::Booting);
         assert_eq!(r.screen("hello\nagent> \n"), Screen::Ready);
