@@ -1051,6 +1051,7 @@ impl Peer {
         let deadline = Instant::now() + cfg.boot_deadline;
         let mut gap = Duration::from_millis(10);
         let mut last_dialog = None;
+        let mut answered: Option<(String, Instant)> = None;
         let mut shown = None;
         loop {
             if self.sh.stopping() {
@@ -1082,6 +1083,12 @@ impl Peer {
                 Screen::Ready => return Ok(()),
                 Screen::Fatal(r) => return Err(WakeError::Failed(r)),
                 Screen::Setup(r) => return Err(WakeError::Setup(r)),
+                // Keys go to a dialog only once its screen has changed since
+                // the last answer: a slow program still showing the dialog
+                // would take a second Enter on the next one (claude's
+                // bypass dialog defaults to "No, exit"). An answer that
+                // changed nothing in 3 s was lost and is sent again.
+                Screen::Dialog { .. } if answered.as_ref().is_some_and(|(s, at)| *s == screen && at.elapsed() < DIALOG_RESEND) => {}
                 Screen::Dialog { name, keys } => {
                     if last_dialog != Some(name) {
                         self.lifecycle(&[("event", "dialog"), ("dialog", name), ("keys", &keys.join("+"))]);
@@ -1090,6 +1097,7 @@ impl Peer {
                     for k in keys {
                         let _ = self.tmux.keys(&[k]).await;
                     }
+                    answered = Some((screen.clone(), Instant::now()));
                     gap = Duration::from_millis(300);
                 }
                 Screen::Booting => {}
@@ -1119,6 +1127,8 @@ impl Peer {
 }
 
 const PANE_RECHECK: Duration = Duration::from_secs(10);
+/// How long a dialog answer may show no effect before it is sent again.
+const DIALOG_RESEND: Duration = Duration::from_secs(3);
 
 impl Peer {
     /// Why a boot in progress must stop at once: an operator stop, a

@@ -182,7 +182,7 @@ fn not_logged_in(kind: Kind, test: &str) {
     // A waiter ends at once with the reason, instead of timing out.
     let t0 = std::time::Instant::now();
     let o = r.e.run(&["send", "agent", "--wait", "--timeout", "60", "are you there"]);
-    assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(4), "{:?}: {}", o.status, String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not-logged-in"), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(t0.elapsed() < Duration::from_secs(10), "ended early: {:?}", t0.elapsed());
     // The operator's `start` lets it try again.

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 /// `$env_var`, then PATH, then the CI install location.
 fn find(name: &str, env_var: &str) -> Option<PathBuf> {
@@ -114,4 +115,40 @@ fn doctor_checks_each_peers_own_login() {
     assert!(line("c-ask").starts_with("warn") && line("c-ask").contains("not approved"), "{out}");
     assert!(line("x-ok").starts_with("ok") && line("x-ok").contains("\"fake\""), "{out}");
     assert!(line("x-nokey").starts_with("warn") && line("x-nokey").contains("FAKE_KEY"), "{out}");
+}
+
+/// A program slow to redraw after a dialog answer (as claude is under
+/// load) must not get the answer twice: the second Enter would land on
+/// the next dialog, whose default quits. A claude stand-in shows the
+/// folder-trust dialog, takes one key, keeps the old screen for 1.5 s, then
+/// shows the bypass dialog, which exits on Enter unless Down came first.
+#[test]
+fn a_dialog_is_answered_once_until_its_screen_changes() {
+    let mut e = Env::new();
+    let fake = e.dir.path().join("slow-claude");
+    std::fs::write(&fake, r#"#!/bin/bash
+printf '\e[2J\e[H Accessing workspace:\n\n ❯ 1. Yes, I trust this folder\n   2. No, exit\n\n Enter to confirm · Esc to cancel\n'
+IFS= read -rsn1 k
+sleep 1.5
+printf '\e[2J\e[H WARNING: Claude Code running in Bypass Permissions mode\n\n ❯ 1. No, exit\n   2. Yes, I accept\n\n Enter to confirm · Esc to cancel\n'
+sel=1
+while IFS= read -rsn1 k; do
+  if [ "$k" = $'\e' ]; then read -rsn2 rest; sel=2
+    printf '\e[2J\e[H WARNING: Claude Code running in Bypass Permissions mode\n\n   1. No, exit\n ❯ 2. Yes, I accept\n\n Enter to confirm · Esc to cancel\n'
+  elif [ -z "$k" ]; then [ $sel = 1 ] && exit 1; break; fi
+done
+printf '\e[2J\e[H───────────\n❯ \n───────────\n  ⏵⏵ bypass permissions on (shift+tab to cycle)\n'
+exec cat >/dev/null
+"#).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    e.var("PEERSPOOL_CLAUDE_BIN", &fake.display().to_string());
+    e.ok(&["peer", "add", "c", "--runtime", "claude", "--cwd", &e.work.display().to_string()]);
+    e.track_peer("c");
+    e.start_daemon();
+    e.send("c", "hello");
+    wait_for("the wake", Duration::from_secs(30), || e.lifecycle().contains("event=wake ") || e.lifecycle().contains("event=wake-failed"));
+    let l = e.lifecycle();
+    assert!(l.contains("event=wake mode=fresh"), "the stand-in booted:\n{l}");
+    assert!(!l.contains("event=death") && !l.contains("wake-failed"), "{l}");
+    assert!(l.contains("dialog=trust-folder") && l.contains("dialog=bypass-permissions"), "{l}");
 }
