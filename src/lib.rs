@@ -30,6 +30,7 @@ pub mod watch;
 pub mod agent;
 pub mod hook;
 pub mod outbox;
+pub mod hops;
 pub mod peer;
 pub mod daemon;
 pub mod demo;

@@ -38,6 +38,7 @@ fn peer_status(root: &Root, name: &str) -> anyhow::Result<serde_json::Value> {
         "armed": live && sess.as_ref().is_some_and(|s| s.armed_at_ms.is_some()),
         "recent_deaths": recent_deaths,
         "blocked": st.blocked(),
+        "held": st.held(),
         "current_task": if live { st.current().map(|c| c.id) } else { None },
         "booting": if live { st.booting().map(|b| b.describe(now)) } else { None },
     }))
@@ -73,6 +74,9 @@ pub fn run(root: &Root, a: StatusArgs) -> anyhow::Result<i32> {
         }
         if let Some(b) = p["blocked"].as_str() {
             note.push(b.to_string());
+        }
+        if let Some(h) = p["held"].as_str() {
+            note.push(format!("outbox held: {h}"));
         }
         if let Some(e) = p["profile_error"].as_str() {
             note.push(e.to_string());
