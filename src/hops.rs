@@ -163,7 +163,7 @@ pub fn check(root: &Root, owner: &str, ob: &Queue, name: &str, msg: &OutMsg, id:
         );
         let notice = notify(root, owner, name, id, msg, &chain, g.max_hops)?;
         spool::fail(&ob.new, &ob.failed, name, &reason)?;
-        return Ok(Err(Outcome::LoopLimit { id: id.to_string(), chain, notice }));
+        return Ok(Err(Outcome::LoopLimit { id: id.to_string(), in_reply_to: msg.in_reply_to.clone(), chain, notice }));
     }
     if to_peer {
         if let Err(until_ms) = admit(root, owner, &msg.to, g) {

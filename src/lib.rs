@@ -31,6 +31,7 @@ pub mod agent;
 pub mod hook;
 pub mod outbox;
 pub mod hops;
+pub mod receipt;
 pub mod peer;
 pub mod daemon;
 pub mod demo;

@@ -23,7 +23,7 @@ pub enum Outcome {
     Rejected(String),
     /// Past the hop limit: in `outbox/failed/`, the originator told by
     /// the inbox message `notice`.
-    LoopLimit { id: String, chain: crate::hops::Chain, notice: String },
+    LoopLimit { id: String, in_reply_to: Option<String>, chain: crate::hops::Chain, notice: String },
     /// Left in `outbox/new/` by the pair-rate guard until `until_ms`.
     Held { until_ms: u64, why: String },
     /// The file vanished (another pass took it).

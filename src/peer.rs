@@ -465,9 +465,9 @@ impl Peer {
                         }
                         held = Some(why);
                     }
-                    Ok(Outcome::LoopLimit { id, chain, notice }) => {
+                    Ok(Outcome::LoopLimit { id, in_reply_to, chain, notice }) => {
                         lines.push(vec![
-                            ("event", "route".into()), ("id", id), ("outcome", crate::hops::LOOP_LIMIT.into()), ("hops", chain.hops.to_string()),
+                            ("event", "route".into()), ("id", id), ("in_reply_to", in_reply_to.unwrap_or_default()), ("outcome", crate::hops::LOOP_LIMIT.into()), ("hops", chain.hops.to_string()),
                             ("origin", chain.origin), ("chain", chain.root), ("notice", notice),
                         ]);
                     }
@@ -493,7 +493,9 @@ impl Peer {
                 }
             }
             self.deliveries(&lines);
-            self.st.set_held(held.as_deref());
+            if !batch.is_empty() {
+                self.st.set_held(held.as_deref());
+            }
             if failed {
                 self.schedule(now_ms() + 1000);
                 return;
@@ -725,7 +727,14 @@ impl Peer {
             return Some(n);
         }
         self.relist_if_needed(false).ok()?;
-        self.spool_head.first().cloned()
+        // A late event can name a task already claimed: never wait for it.
+        while let Some(n) = self.spool_head.first().cloned() {
+            if self.spool.new.join(&n).exists() {
+                return Some(n);
+            }
+            self.spool_head.remove(&n);
+        }
+        None
     }
 
     fn judge(&mut self, name: &str, cfg: &Config) -> Option<Task> {

@@ -124,3 +124,101 @@ fn the_pair_rate_holds_messages_with_a_reason_and_releases_them() {
     assert_eq!(routed, 5);
     wait_for("status clear", Duration::from_secs(5), || !env.ok(&["status"]).contains("outbox held"));
 }
+
+fn show_json(env: &Env, id: &str) -> serde_json::Value {
+    let out = env.ok(&["show", id, "--json"]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("show --json: {e}: {out}"))
+}
+
+fn stages(story: &serde_json::Value) -> Vec<String> {
+    story["events"].as_array().map(|a| a.iter().filter_map(|e| e["stage"].as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+/// The event times never go backwards (a route line is written after its
+/// batch, so it may trail the recipient's claim by a few ms: not compared).
+fn assert_in_order(story: &serde_json::Value) {
+    let ts: Vec<&str> = story["events"].as_array().unwrap().iter().filter(|e| e["stage"] != "routed").filter_map(|e| e["ts"].as_str()).collect();
+    let mut sorted = ts.clone();
+    sorted.sort();
+    assert_eq!(ts, sorted, "{story:#}");
+}
+
+#[test]
+fn show_tells_a_two_hop_conversation_even_after_pruning_and_rotation() {
+    let env = two_chatty_peers("16");
+    // a answers "bounce 1" to b, b answers "bounce 0" to a, a stops.
+    let t0 = env.ok(&["send", "a", "bounce 2", "--from", "tester", "--reply-to", "b"]);
+    wait_for("two hops delivered", Duration::from_secs(30), || env.bodies("a").iter().any(|b| b == "bounce 0") && env.count("a", "spool/done") == 2);
+    let s = show_json(&env, &t0);
+    assert_eq!(stages(&s), ["written", "claimed", "woke", "delivered", "done", "replied"], "{s:#}");
+    assert_eq!(s["places"][0]["state"], "done");
+    let r1 = &s["replies"][0];
+    assert_eq!(stages(r1), ["written", "routed", "claimed", "woke", "delivered", "done", "replied"], "{r1:#}");
+    assert!(r1["events"][1]["detail"].as_str().unwrap().contains("to b (peer), hop 1"), "{r1:#}");
+    let r2 = &r1["replies"][0];
+    assert_eq!(stages(r2), ["written", "routed", "claimed", "delivered", "done"], "{r2:#}");
+    assert!(r2["events"][1]["detail"].as_str().unwrap().contains("to a (peer), hop 2"), "{r2:#}");
+    for x in [&s, r1, r2] {
+        assert_in_order(x);
+    }
+    // The same story from the middle: a reply id works too.
+    let mid = show_json(&env, r1["id"].as_str().unwrap());
+    assert_eq!(stages(&mid), stages(r1));
+    let text = env.ok(&["show", &t0]);
+    assert!(text.lines().count() >= 17 && text.contains("  now: done"), "{text}");
+
+    // Pruned from done/ and sent/, the log rotated: the story stays.
+    let mut env = env;
+    env.stop_daemon();
+    for p in ["a", "b"] {
+        for sub in ["spool/done", "outbox/sent"] {
+            let d = env.peer_dir(p).join(sub);
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+    }
+    let log = env.root.join("log/delivery.log");
+    std::fs::rename(&log, env.root.join("log/delivery.log.1")).unwrap();
+    let again = show_json(&env, &t0);
+    assert_eq!(stages(&again), ["written", "claimed", "woke", "delivered", "done", "replied"], "{again:#}");
+    assert_eq!(again["events"][0]["detail"], "file since pruned");
+    assert_eq!(stages(&again["replies"][0]["replies"][0]), ["written", "routed", "claimed", "delivered", "done"]);
+    assert!(again["places"].as_array().unwrap().is_empty());
+    let o = env.run(&["show", "nosuch-id"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).starts_with("peerspool: no task, outbox message or inbox reply nosuch-id"));
+}
+
+#[test]
+fn show_tells_a_wait_for_a_busy_peer_and_a_failure() {
+    let mut env = Env::new();
+    env.var("PEERSPOOL_SETTLE_SECS", "0.2");
+    env.add_peer("slow", &PeerOpts { reply: true, work_ms: 2500, ..Default::default() });
+    env.start_daemon();
+    let first = env.ok(&["send", "slow", "first"]);
+    wait_for("the first task delivered", Duration::from_secs(20), || env.bodies("slow").len() == 1);
+    let second = env.ok(&["send", "slow", "second"]);
+    wait_for("the second task done", Duration::from_secs(30), || env.delivery().contains(&format!("event=done task={second}")));
+    let s = show_json(&env, &second);
+    let st = stages(&s);
+    assert_eq!(st.first().map(String::as_str), Some("written"), "{s:#}");
+    let w = st.iter().position(|x| x == "waited").unwrap_or_else(|| panic!("no wait: {s:#}"));
+    assert_eq!(st[w + 1..st.len()].iter().filter(|x| *x != "waited").take(3).collect::<Vec<_>>(), ["claimed", "delivered", "done"], "{s:#}");
+    let wait = &s["events"][w];
+    assert!(wait["detail"].as_str().unwrap().contains("mid-turn"), "{wait}");
+    assert!(wait["for_ms"].as_u64().is_some_and(|ms| ms >= 300), "{wait}");
+    assert_in_order(&s);
+    let f = show_json(&env, &first);
+    assert!(stages(&f).contains(&"replied".to_string()), "{f:#}");
+
+    // A task the daemon refuses: failed, with the reason.
+    env.drop_raw("slow", "broken.json", br#"{"text":"   "}"#);
+    wait_for("the broken task failed", Duration::from_secs(20), || env.count("slow", "spool/failed") == 1);
+    let b = show_json(&env, "broken");
+    assert_eq!(stages(&b).last().map(String::as_str), Some("failed"), "{b:#}");
+    assert_eq!(b["places"][0]["state"], "failed");
+    assert!(b["places"][0]["error"].as_str().unwrap().starts_with("empty-text"), "{b:#}");
+    let text = env.ok(&["show", "broken"]);
+    assert!(text.contains("failed") && text.contains("empty-text"), "{text}");
+}

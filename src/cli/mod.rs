@@ -10,6 +10,7 @@ mod ops;
 mod messaging;
 mod peer;
 mod service;
+mod show;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +49,8 @@ pub enum Cmd {
     Peer(peer::PeerCmd),
     /// Show the daemon and every peer's queue and session
     Status(status::StatusArgs),
+    /// One message's story: written, routed, waited, claimed, delivered, done, replies, failures, with times
+    Show(show::ShowArgs),
     /// Judge files as the daemon would and print the verdicts
     #[command(subcommand)]
     Spool(check::SpoolCmd),
@@ -190,6 +193,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Inbox(c) => inbox::run(&root, c),
         Cmd::Peer(c) => peer::run(&root, c),
         Cmd::Status(a) => status::run(&root, a),
+        Cmd::Show(a) => show::run(&root, a),
         Cmd::Spool(c) => check::run(c),
         Cmd::Doctor => doctor::run(&root),
         Cmd::Stop { peer } => status::set_stopped(&root, &peer, true),
