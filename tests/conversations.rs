@@ -222,3 +222,46 @@ fn show_tells_a_wait_for_a_busy_peer_and_a_failure() {
     let text = env.ok(&["show", "broken"]);
     assert!(text.contains("failed") && text.contains("empty-text"), "{text}");
 }
+
+#[test]
+fn status_watch_refreshes_and_ends_on_a_closed_pipe_and_on_sigint() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut env = Env::new();
+    env.add_peer("a", &PeerOpts::default());
+    let wait_exit = |c: &mut std::process::Child| {
+        let t = Instant::now();
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st;
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("status --watch did not end");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut c = env.cmd(&["status", "--watch", "--interval", "0.1"]).stdout(Stdio::piped()).stdin(Stdio::null()).spawn().unwrap();
+    let mut out = c.stdout.take().unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = String::new();
+    while got.matches("daemon: not running").count() < 3 {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "ended early: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(got.contains("\na "), "{got}");
+    drop(out);
+    let st = wait_exit(&mut c);
+    use std::os::unix::process::ExitStatusExt;
+    assert!(st.signal() == Some(libc::SIGPIPE) || st.code() == Some(0), "{st:?}");
+
+    let mut c = env.cmd(&["status", "--watch", "--interval", "0.1"]).stdout(Stdio::null()).stdin(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    signal(c.id(), libc::SIGINT);
+    assert_eq!(wait_exit(&mut c).code(), Some(0));
+    let o = env.run(&["status", "--watch", "--interval", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+}

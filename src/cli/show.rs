@@ -50,7 +50,8 @@ pub fn render(s: &Story, depth: usize, out: &mut Vec<String>) {
         })
         .collect();
     let now = if now.is_empty() { "file pruned".to_string() } else { now.join(", ") };
-    out.push(format!("{pad}{}  now: {now}", s.id));
+    let day = s.events.first().and_then(|e| e.ts.get(..10)).unwrap_or("");
+    out.push(format!("{pad}{}  {day}  now: {now}", s.id));
     let t0 = s.events.first().map(|e| e.at_ms).unwrap_or(0);
     for e in &s.events {
         let mut d = e.detail.clone();
@@ -58,7 +59,8 @@ pub fn render(s: &Story, depth: usize, out: &mut Vec<String>) {
             d.push_str(&format!(" (for {:.1} s)", ms as f64 / 1000.0));
         }
         let rel = e.at_ms.saturating_sub(t0) as f64 / 1000.0;
-        out.push(format!("{pad}  {}  +{rel:>7.3}s  {:<11}  {d}", e.ts, e.stage.as_str()));
+        let time = e.ts.get(11..23).unwrap_or(&e.ts);
+        out.push(format!("{pad}  {time} +{rel:.3}s  {:<11} {d}", e.stage.as_str()));
     }
     for r in &s.replies {
         render(r, depth + 1, out);
