@@ -82,6 +82,8 @@ pub enum Stage {
     Claimed,
     Woke,
     Delivered,
+    TurnStarted,
+    TurnEnded,
     Unconfirmed,
     WakeFailed,
     Done,
@@ -101,6 +103,8 @@ impl Stage {
             Stage::Claimed => "claimed",
             Stage::Woke => "woke",
             Stage::Delivered => "delivered",
+            Stage::TurnStarted => "turn-started",
+            Stage::TurnEnded => "turn-ended",
             Stage::Unconfirmed => "unconfirmed",
             Stage::WakeFailed => "wake-failed",
             Stage::Done => "done",
@@ -215,6 +219,12 @@ pub fn events_of(id: &str, f: &BTreeMap<String, String>) -> Vec<Event> {
             _ => ev(Stage::Failed, format!("{outcome}: {}", get(f, "error"))),
         }),
         "done" if mine => out.push(ev(Stage::Done, format!("done ({outcome})"))),
+        // A turn line names the task the session works on, when one is logged.
+        "turn" if mine => out.push(match get(f, "state") {
+            "working" => ev(Stage::TurnStarted, format!("{peer}'s turn started")),
+            "ready" => ev(Stage::TurnEnded, format!("{peer}'s turn ended")),
+            s => ev(Stage::Other, format!("{peer}'s turn: {s}")),
+        }),
         "wake" if mine => out.push(ev(Stage::Woke, format!("{peer} woke for it ({}, {}) in {} ms", get(f, "mode"), get(f, "cause"), get(f, "boot_ms")))),
         e if mine && get(f, "task") == id && !e.is_empty() => {
             let why = [get(f, "reason"), get(f, "error")].into_iter().find(|s| !s.is_empty()).unwrap_or("");
