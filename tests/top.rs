@@ -115,4 +115,13 @@ fn top_shows_peers_stops_and_starts_them_and_restores_the_terminal() {
     pane.open(&env, "p", &format!("(\"$BIN\" top; echo TOP-STATUS=$? >&2) | cat; {AFTER}"));
     let s = pane.wait("p", "the refusal", |s| s.contains("TOP-STATUS=2") && restored(s));
     assert!(s.contains("peerspool: top needs a terminal"), "{s}");
+
+    // The terminal goes away (ssh dropped: the pane is killed): top ends.
+    let pidfile = env.dir.path().join("top.pid");
+    pane.open(&env, "h", &format!("echo $$ > {}; exec \"$BIN\" top", pidfile.display()));
+    pane.wait("h", "top up", |s| s.contains(" peers "));
+    let pid: i32 = read(&pidfile).trim().parse().expect("top's pid");
+    pane.tmux(&["kill-session", "-t", "h"]);
+    // SAFETY: signal 0 only asks whether the process (ours, via tmux) exists.
+    wait_for("top gone after the hang-up", Duration::from_secs(10), || unsafe { libc::kill(pid, 0) } != 0);
 }

@@ -2,9 +2,12 @@
 //! and `show` read (no socket), with keys to stop/start a peer and to
 //! open the story of the task it works on. The terminal is restored on
 //! every way out: q, Ctrl-C, SIGTERM/SIGHUP, a terminal that went away.
+//!
+//! Keys are read from the terminal here, not through crossterm's event
+//! reader, which spins at full CPU re-reading end-of-file once the
+//! terminal has hung up, deaf to SIGHUP and SIGTERM.
 
 use clap::Args;
-use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use crossterm::{cursor, execute, terminal};
 use peerspool::root::Root;
 use peerspool::state::{now_ms, PeerState};
@@ -302,6 +305,53 @@ impl Drop for Screen {
     }
 }
 
+/// A key as the view understands it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Char(char),
+    Up,
+    Down,
+    Enter,
+    Esc,
+    CtrlC,
+}
+
+/// The keys in bytes read from a raw-mode terminal. Escape sequences
+/// other than the arrows are skipped whole; an ESC that ends the read is
+/// the Esc key.
+pub fn keys(bytes: &[u8]) -> Vec<Key> {
+    let mut out = vec![];
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        i += 1;
+        match b {
+            0x03 => out.push(Key::CtrlC),
+            b'\r' | b'\n' => out.push(Key::Enter),
+            0x1b if i >= bytes.len() || bytes[i] == 0x1b => out.push(Key::Esc),
+            0x1b => {
+                let intro = bytes[i];
+                i += 1;
+                if intro == b'[' || intro == b'O' {
+                    // Parameters, then one final byte (0x40..=0x7e).
+                    while i < bytes.len() && !(0x40..=0x7e).contains(&bytes[i]) {
+                        i += 1;
+                    }
+                    match bytes.get(i) {
+                        Some(b'A') => out.push(Key::Up),
+                        Some(b'B') => out.push(Key::Down),
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            b if b.is_ascii_graphic() || b == b' ' => out.push(Key::Char(b as char)),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// What a key does.
 enum Act {
     Quit,
@@ -309,29 +359,61 @@ enum Act {
     None,
 }
 
-fn key(app: &mut App, code: KeyCode, mods: KeyModifiers) -> Act {
-    if mods.contains(KeyModifiers::CONTROL) && code == KeyCode::Char('c') {
+fn key(app: &mut App, k: Key) -> Act {
+    if k == Key::CtrlC {
         return Act::Quit;
     }
     if let Some((_, lines, scroll)) = app.overlay.as_mut() {
-        match code {
-            KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') => app.overlay = None,
-            KeyCode::Down | KeyCode::Char('j') => *scroll = (*scroll + 1).min(lines.len().saturating_sub(1) as u16),
-            KeyCode::Up | KeyCode::Char('k') => *scroll = scroll.saturating_sub(1),
+        match k {
+            Key::Esc | Key::Enter | Key::Char('q') => app.overlay = None,
+            Key::Down | Key::Char('j') => *scroll = (*scroll + 1).min(lines.len().saturating_sub(1) as u16),
+            Key::Up | Key::Char('k') => *scroll = scroll.saturating_sub(1),
             _ => return Act::None,
         }
         return Act::Redraw;
     }
     let n = app.rows.len();
-    match code {
-        KeyCode::Char('q') | KeyCode::Esc => return Act::Quit,
-        KeyCode::Down | KeyCode::Char('j') if n > 0 => app.table.select(Some((app.table.selected().unwrap_or(0) + 1).min(n - 1))),
-        KeyCode::Up | KeyCode::Char('k') if n > 0 => app.table.select(Some(app.table.selected().unwrap_or(0).saturating_sub(1))),
-        KeyCode::Char('s') => app.toggle_stop(),
-        KeyCode::Enter => app.open_show(),
+    match k {
+        Key::Char('q') | Key::Esc => return Act::Quit,
+        Key::Down | Key::Char('j') if n > 0 => app.table.select(Some((app.table.selected().unwrap_or(0) + 1).min(n - 1))),
+        Key::Up | Key::Char('k') if n > 0 => app.table.select(Some(app.table.selected().unwrap_or(0).saturating_sub(1))),
+        Key::Char('s') => app.toggle_stop(),
+        Key::Enter => app.open_show(),
         _ => return Act::None,
     }
     Act::Redraw
+}
+
+/// What the terminal gave within `timeout`.
+enum Input {
+    Bytes(Vec<u8>),
+    Nothing,
+    /// Hung up, closed or failing: nobody is there to draw for.
+    Gone,
+}
+
+fn read_input(timeout: Duration) -> Input {
+    let mut pfd = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd for the duration of the call.
+    let r = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis().min(i32::MAX as u128) as i32) };
+    if r < 0 {
+        return if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted { Input::Nothing } else { Input::Gone };
+    }
+    if r == 0 {
+        return Input::Nothing;
+    }
+    if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 && pfd.revents & libc::POLLIN == 0 {
+        return Input::Gone;
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: reads into a buffer of the length given.
+    let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+    match n {
+        n if n > 0 => Input::Bytes(buf[..n as usize].to_vec()),
+        0 => Input::Gone,
+        _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => Input::Nothing,
+        _ => Input::Gone,
+    }
 }
 
 pub fn run(root: &Root, a: TopArgs) -> anyhow::Result<i32> {
@@ -352,6 +434,8 @@ pub fn run(root: &Root, a: TopArgs) -> anyhow::Result<i32> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
+    let resized = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGWINCH, resized.clone())?;
     let mut app = App { root: root.clone(), rows: vec![], messages: vec![], daemon: String::new(), table: TableState::default(), flash: String::new(), overlay: None };
     app.refresh();
     let screen = Screen::enter()?;
@@ -361,20 +445,22 @@ pub fn run(root: &Root, a: TopArgs) -> anyhow::Result<i32> {
     let result = (|| -> std::io::Result<()> {
         term.draw(|f| draw(f, &mut app))?;
         while !stop.load(Ordering::Relaxed) {
-            if event::poll(Duration::from_millis(100))? {
-                match event::read()? {
-                    Event::Key(k) if k.kind != KeyEventKind::Release => match key(&mut app, k.code, k.modifiers) {
-                        Act::Quit => return Ok(()),
-                        Act::Redraw => {
-                            term.draw(|f| draw(f, &mut app))?;
+            let mut redraw = resized.swap(false, Ordering::Relaxed);
+            match read_input(Duration::from_millis(100)) {
+                Input::Gone => return Ok(()),
+                Input::Nothing => {}
+                Input::Bytes(b) => {
+                    for k in keys(&b) {
+                        match key(&mut app, k) {
+                            Act::Quit => return Ok(()),
+                            Act::Redraw => redraw = true,
+                            Act::None => {}
                         }
-                        Act::None => {}
-                    },
-                    Event::Resize(..) => {
-                        term.draw(|f| draw(f, &mut app))?;
                     }
-                    _ => {}
                 }
+            }
+            if redraw {
+                term.draw(|f| draw(f, &mut app))?;
             }
             if Instant::now() >= next {
                 next = Instant::now() + every;
@@ -410,6 +496,19 @@ mod tests {
         assert_eq!(shown(false, false, false, None, false, Some(10)), Shown::Dead);
         assert_eq!(shown(false, false, false, None, false, Some(DEAD_FOR_MS)), Shown::Asleep);
         assert_eq!(shown(false, false, false, None, false, None), Shown::Asleep);
+    }
+
+    #[test]
+    fn keys_from_raw_bytes() {
+        assert_eq!(keys(b"q"), [Key::Char('q')]);
+        assert_eq!(keys(b"\x1b[A\x1b[Bs\r"), [Key::Up, Key::Down, Key::Char('s'), Key::Enter]);
+        assert_eq!(keys(b"\x1bOA"), [Key::Up]);
+        assert_eq!(keys(b"\x1b"), [Key::Esc]);
+        assert_eq!(keys(b"\x1b\x1b"), [Key::Esc, Key::Esc]);
+        // Other sequences (F5, a mouse report start) are skipped whole.
+        assert_eq!(keys(b"\x1b[15~j"), [Key::Char('j')]);
+        assert_eq!(keys(b"\x03"), [Key::CtrlC]);
+        assert_eq!(keys(b"\x1b["), Vec::<Key>::new());
     }
 
     #[test]
