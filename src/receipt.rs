@@ -302,7 +302,9 @@ pub fn story(root: &Root, id: &str, lines: &[BTreeMap<String, String>], budget: 
     let written = name_time_ms(id).or_else(|| places.first().and_then(|p| std::fs::metadata(&p.path).ok()?.modified().ok()).map(crate::state::ms));
     if let Some(at) = written {
         let ts = crate::logfmt::iso8601(crate::state::from_ms(at));
-        let detail = match places.first() {
+        // A routed message was written in its sender's outbox.
+        let first = places.iter().find(|p| p.path.components().any(|c| c.as_os_str() == "outbox")).or(places.first());
+        let detail = match first {
             Some(p) => format!("file {}", p.path.strip_prefix(&root.path).unwrap_or(&p.path).display()),
             None => "file since pruned".to_string(),
         };
