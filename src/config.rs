@@ -23,6 +23,10 @@ pub struct Config {
     pub max_bytes: u64,
     pub done_keep: usize,
     pub done_max_age: Duration,
+    /// Loop guard (`hops`): the hop limit and the per-pair rate.
+    pub max_hops: u32,
+    pub pair_rate: u32,
+    pub pair_window: Duration,
 }
 
 impl Default for Config {
@@ -43,6 +47,9 @@ impl Default for Config {
             max_bytes: crate::format::DEFAULT_MAX_BYTES,
             done_keep: 10_000,
             done_max_age: secs(7.0 * 86400.0),
+            max_hops: crate::hops::DEFAULT_MAX_HOPS,
+            pair_rate: crate::hops::DEFAULT_PAIR_RATE,
+            pair_window: secs(crate::hops::DEFAULT_PAIR_WINDOW_SECS),
         }
     }
 }
@@ -74,6 +81,7 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> (Config, Vec<String>
     dur("PEERSPOOL_SETTLE_SECS", &mut c.settle);
     dur("PEERSPOOL_RESCAN_SECS", &mut c.rescan);
     dur("PEERSPOOL_DONE_MAX_AGE_SECS", &mut c.done_max_age);
+    dur("PEERSPOOL_PAIR_WINDOW_SECS", &mut c.pair_window);
     let mut int = |k: &str, slot: &mut u64| {
         if let Some(v) = get(k) {
             match v.trim().parse::<u64>() {
@@ -93,6 +101,16 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> (Config, Vec<String>
     let mut keep = c.done_keep as u64;
     int("PEERSPOOL_DONE_KEEP", &mut keep);
     c.done_keep = keep as usize;
+    let mut rate = u64::from(c.pair_rate);
+    int("PEERSPOOL_PAIR_RATE", &mut rate);
+    c.pair_rate = rate.min(u64::from(u32::MAX)) as u32;
+    // 0 is a valid hop limit: no replies at all.
+    if let Some(v) = get("PEERSPOOL_MAX_HOPS") {
+        match v.trim().parse::<u32>() {
+            Ok(x) => c.max_hops = x,
+            Err(_) => warn.push(format!("PEERSPOOL_MAX_HOPS={v:?} is not a whole number; using {}", c.max_hops)),
+        }
+    }
     (c, warn)
 }
 

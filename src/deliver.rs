@@ -203,7 +203,7 @@ mod tests {
     use super::*;
 
     fn task() -> Task {
-        Task { v: 1, id: "t1".into(), from: "bob".into(), reply_to: "bob".into(), topic: None, in_reply_to: None, text: "do\x1b[201~ it\r\n".into() }
+        Task { v: 1, id: "t1".into(), from: "bob".into(), reply_to: "bob".into(), topic: None, in_reply_to: None, hops: None, origin: None, text: "do\x1b[201~ it\r\n".into() }
     }
 
     #[test]

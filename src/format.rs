@@ -119,6 +119,12 @@ pub struct Task {
     pub topic: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_reply_to: Option<String>,
+    /// Routing hops that led to this task and who started the
+    /// conversation: written by the router only, never read from a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hops: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     pub text: String,
 }
 
@@ -147,6 +153,11 @@ pub struct InboxMsg {
     pub topic: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_reply_to: Option<String>,
+    /// As in `Task`: the router's count, never read from a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hops: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     pub text: String,
 }
 
@@ -238,7 +249,7 @@ pub fn parse_task(bytes: &[u8], stem: &str) -> Result<Task, Reject> {
         None if valid_id(stem) => stem.to_string(),
         None => return Err(Reject::BadId),
     };
-    Ok(Task { v: 1, id, from, reply_to, topic, in_reply_to, text })
+    Ok(Task { v: 1, id, from, reply_to, topic, in_reply_to, hops: None, origin: None, text })
 }
 
 /// Judges outbox bytes. A `from` field is ignored: the directory is the sender.
@@ -270,6 +281,8 @@ pub fn parse_inbox(bytes: &[u8]) -> Result<InboxMsg, Reject> {
         to: name_field(&m, "to")?.unwrap_or_default(),
         topic: topic_field(&m)?,
         in_reply_to: id_field(&m, "in_reply_to")?,
+        hops: None,
+        origin: None,
         text,
     })
 }

@@ -224,11 +224,11 @@ mod tests {
         for i in 0..3000 {
             std::fs::write(big.join(format!("{i}.f")), "").unwrap();
         }
+        // (How fast a bounded walk is, is the benchmarks' and the hostile
+        // suite's business, not a timed assertion here.)
         let small = WalkBound { max_entries: 500, ..b };
-        let t = Instant::now();
         assert!(glob_newest(&format!("{}/**/nomatch", big.display()), d.path(), &small).is_none());
         assert!(glob_newest(&format!("{}/**/*", big.display()), d.path(), &small).is_some());
-        assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
     }
 
     #[test]

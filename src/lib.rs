@@ -32,6 +32,8 @@ pub mod agent;
 pub mod bookkeep;
 pub mod hook;
 pub mod outbox;
+pub mod hops;
+pub mod receipt;
 pub mod peer;
 pub mod daemon;
 pub mod demo;

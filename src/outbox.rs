@@ -19,8 +19,13 @@ pub enum Routed {
 
 #[derive(Debug)]
 pub enum Outcome {
-    Routed { msg: OutMsg, to: Routed, id: String },
+    Routed { msg: OutMsg, to: Routed, id: String, chain: crate::hops::Chain },
     Rejected(String),
+    /// Past the hop limit: in `outbox/failed/`, the originator told by
+    /// the inbox message `notice`.
+    LoopLimit { id: String, in_reply_to: Option<String>, chain: crate::hops::Chain, notice: String },
+    /// Left in `outbox/new/` by the pair-rate guard until `until_ms`.
+    Held { until_ms: u64, why: String },
     /// The file vanished (another pass took it).
     Gone,
 }
@@ -31,6 +36,7 @@ struct Staged {
     msg: OutMsg,
     to: Routed,
     id: String,
+    chain: crate::hops::Chain,
     /// The staged copy, or None when already routed.
     file: Option<StagedFile>,
 }
@@ -124,6 +130,11 @@ pub fn route(root: &Root, owner: &str, name: &str, lim: &Limits) -> Result<Outco
 /// and that directory synced, and only then does the original leave
 /// `outbox/new/` — a crash at any point re-routes, never loses.
 pub fn route_batch(root: &Root, owner: &str, names: &[String], lim: &Limits) -> Vec<(String, Result<Outcome>)> {
+    route_guarded(root, owner, names, lim, &crate::hops::Guard::default())
+}
+
+/// `route_batch` with the loop guard's settings.
+pub fn route_guarded(root: &Root, owner: &str, names: &[String], lim: &Limits, guard: &crate::hops::Guard) -> Vec<(String, Result<Outcome>)> {
     let ob = match root.peer(owner) {
         Ok(p) => Queue::outbox(&p),
         Err(e) => return names.iter().map(|n| (n.clone(), Err(crate::Error::io(root.peers_dir(), std::io::Error::other(e.to_string()))))).collect(),
@@ -132,7 +143,7 @@ pub fn route_batch(root: &Root, owner: &str, names: &[String], lim: &Limits) -> 
     let mut staged: Vec<(usize, Staged)> = vec![];
     let mut dests: HashMap<String, (Routed, Dest)> = HashMap::new();
     for (i, name) in names.iter().enumerate() {
-        match stage_one(root, owner, &ob, name, lim, &mut dests) {
+        match stage_one(root, owner, &ob, name, lim, &mut dests, guard) {
             Ok(Ok(s)) => staged.push((i, s)),
             Ok(Err(o)) => results[i] = Some(Ok(o)),
             Err(e) => results[i] = Some(Err(e)),
@@ -174,7 +185,7 @@ pub fn route_batch(root: &Root, owner: &str, names: &[String], lim: &Limits) -> 
         results[i] = Some(if !dir_ok {
             Err(crate::Error::io(&ob.new, std::io::Error::other("destination directory sync failed")))
         } else {
-            spool::finish(&ob.new, &ob.done, name).map(|_| Outcome::Routed { msg: s.msg, to: s.to, id: s.id })
+            spool::finish(&ob.new, &ob.done, name).map(|_| Outcome::Routed { msg: s.msg, to: s.to, id: s.id, chain: s.chain })
         });
     }
     names.iter().cloned().zip(results.into_iter().map(|r| r.unwrap_or(Ok(Outcome::Gone)))).collect()
@@ -238,6 +249,7 @@ fn stage_one(
     name: &str,
     lim: &Limits,
     dests: &mut HashMap<String, (Routed, Dest)>,
+    guard: &crate::hops::Guard,
 ) -> Result<std::result::Result<Staged, Outcome>> {
     let path = ob.new.join(name);
     let reject = |r: Reject| -> Result<std::result::Result<Staged, Outcome>> {
@@ -267,6 +279,10 @@ fn stage_one(
             d
         }
     };
+    let chain = match crate::hops::check(root, owner, ob, name, &msg, &id, matches!(to, Routed::Peer(_)), guard)? {
+        Ok(c) => c,
+        Err(o) => return Ok(Err(o)),
+    };
     let bytes = match &to {
         Routed::Peer(_) => serde_json::to_vec(&Task {
             v: 1,
@@ -275,6 +291,8 @@ fn stage_one(
             reply_to: msg.reply_to.clone().unwrap_or_else(|| owner.into()),
             topic: msg.topic.clone(),
             in_reply_to: msg.in_reply_to.clone(),
+            hops: Some(chain.hops),
+            origin: Some(chain.origin.clone()),
             text: msg.text.clone(),
         }),
         Routed::Inbox(_) => serde_json::to_vec(&InboxMsg {
@@ -284,18 +302,20 @@ fn stage_one(
             to: msg.to.clone(),
             topic: msg.topic.clone(),
             in_reply_to: msg.in_reply_to.clone(),
+            hops: Some(chain.hops),
+            origin: Some(chain.origin.clone()),
             text: msg.text.clone(),
         }),
     }
     .map_err(|e| crate::Error::io(&path, std::io::Error::other(e)))?;
     let Some(free) = placement(&dest, name, owner, &bytes)? else {
-        return Ok(Ok(Staged { msg, to, id, file: None }));
+        return Ok(Ok(Staged { msg, to, id, chain, file: None }));
     };
     // Staged under the owner's name too: two peers routing same-named
     // files to one place at once must not share a staging file; the dot
     // keeps it clear of any writer's message name.
     let tmp = spool::stage(&dest.tmp, &format!(".route.{owner}.{name}"), &bytes)?;
-    Ok(Ok(Staged { msg, to, id, file: Some(StagedFile { tmp, dest, bytes, name: free }) }))
+    Ok(Ok(Staged { msg, to, id, chain, file: Some(StagedFile { tmp, dest, bytes, name: free }) }))
 }
 
 #[cfg(test)]

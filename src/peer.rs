@@ -290,6 +290,7 @@ impl Peer {
                 Err(e) => tracing::warn!(peer = %self.name, error = %e, "prune failed"),
             }
         }
+        pruned += crate::hops::prune(&self.sh.root, &self.name, cfg.done_max_age, cfg.done_keep, now);
         let swept: usize = [&self.spool.tmp, &self.outbox.tmp].iter().map(|d| spool::sweep_tmp(d, STALE_TMP, now)).sum();
         if pruned + swept > 0 {
             self.lifecycle(&[("event", "housekeeping"), ("pruned", &pruned.to_string()), ("swept_tmp", &swept.to_string())]);
@@ -450,6 +451,12 @@ impl Peer {
             }
         };
         let lim = Limits { max_bytes: cfg.max_bytes, ..Limits::default() };
+        let guard = crate::hops::Guard {
+            max_hops: self.profile.as_ref().and_then(|p| p.max_hops).unwrap_or(cfg.max_hops),
+            pair_rate: cfg.pair_rate,
+            pair_window_ms: cfg.pair_window.as_millis() as u64,
+        };
+        let mut held = None;
         let mut pending = names.into_iter().peekable();
         while pending.peek().is_some() {
             // Consecutive settled files, in order, make one batch.
@@ -473,25 +480,38 @@ impl Peer {
                 self.arm();
             }
             let start = Instant::now();
-            let results = outbox::route_batch(&self.sh.root, &self.name, &batch, &lim);
+            let results = outbox::route_guarded(&self.sh.root, &self.name, &batch, &lim, &guard);
             let us = start.elapsed().as_micros().to_string();
             let n = batch.len().to_string();
             let mut failed = false;
             // One log write for the batch.
             let mut lines: Vec<Vec<(&str, String)>> = Vec::with_capacity(results.len());
             for (name, res) in results {
-                if res.is_ok() {
+                if res.as_ref().is_ok_and(|o| !matches!(o, Outcome::Held { .. })) {
                     self.outbox_head.remove(&name);
                 }
                 match res {
-                    Ok(Outcome::Routed { msg, to, id }) => {
+                    Ok(Outcome::Held { until_ms, why }) => {
+                        self.schedule(until_ms);
+                        if held.is_none() {
+                            lines.push(vec![("event", "route".into()), ("file", name), ("outcome", "held".into()), ("reason", why.clone())]);
+                        }
+                        held = Some(why);
+                    }
+                    Ok(Outcome::LoopLimit { id, in_reply_to, chain, notice }) => {
+                        lines.push(vec![
+                            ("event", "route".into()), ("id", id), ("in_reply_to", in_reply_to.unwrap_or_default()), ("outcome", crate::hops::LOOP_LIMIT.into()), ("hops", chain.hops.to_string()),
+                            ("origin", chain.origin), ("chain", chain.root), ("notice", notice),
+                        ]);
+                    }
+                    Ok(Outcome::Routed { msg, to, id, chain }) => {
                         let (kind, dest) = match to {
                             Routed::Peer(p) => ("peer", p),
                             Routed::Inbox(a) => ("inbox", a),
                         };
                         lines.push(vec![
                             ("event", "route".into()), ("id", id), ("to", dest), ("kind", kind.into()),
-                            ("in_reply_to", msg.in_reply_to.unwrap_or_default()),
+                            ("in_reply_to", msg.in_reply_to.unwrap_or_default()), ("hops", chain.hops.to_string()), ("origin", chain.origin),
                             ("bytes", msg.text.len().to_string()), ("outcome", "routed".into()), ("batch", n.clone()), ("batch_us", us.clone()),
                         ]);
                     }
@@ -506,6 +526,9 @@ impl Peer {
                 }
             }
             self.deliveries(&lines);
+            if !batch.is_empty() {
+                self.st.set_held(held.as_deref());
+            }
             if failed {
                 self.schedule(now_ms() + 1000);
                 return;
@@ -732,7 +755,10 @@ impl Peer {
                 self.spool_head.remove(&name);
             }
             match claimed {
-                Ok(true) => return Some((name, false)),
+                Ok(true) => {
+                    self.delivery(&[("event", "claim"), ("task", name.trim_end_matches(".json"))]);
+                    return Some((name, false));
+                }
                 Ok(false) => continue,
                 Err(e) => {
                     tracing::warn!(peer = %self.name, error = %e, "claim failed");
@@ -749,7 +775,7 @@ impl Peer {
             return Some(n);
         }
         self.relist_if_needed(false).ok()?;
-        // The head may still hold a name already taken (a late event).
+        // A late event can name a task already claimed: never wait for it.
         while let Some(n) = self.spool_head.first().cloned() {
             if self.spool.new.join(&n).exists() {
                 return Some(n);

@@ -83,6 +83,10 @@ pub struct Profile {
     /// Reap a stuck turn's session (default: report only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reap_stuck: bool,
+    /// This peer's messages past this many hops are not delivered
+    /// (default: the daemon's `PEERSPOOL_MAX_HOPS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hops: Option<u32>,
 }
 
 /// Four hours: generous, since agents run long builds and test suites.
@@ -114,6 +118,7 @@ impl Profile {
             envelope: Envelope::Header,
             max_turn_secs: DEFAULT_MAX_TURN_SECS,
             reap_stuck: false,
+            max_hops: None,
         }
     }
 

@@ -288,4 +288,24 @@ impl PeerState {
     pub fn set_blocked(&self, why: Option<&str>) {
         self.put_line("blocked", why);
     }
+
+    /// Why outbox messages are held back (the loop guard's pair rate).
+    pub fn held(&self) -> Option<String> {
+        fs::read_to_string(self.p("held")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    }
+
+    /// Written only when it changes: routing calls this on every pass.
+    pub fn set_held(&self, why: Option<&str>) {
+        match why {
+            Some(w) if self.held().as_deref() != Some(w) => {
+                let _ = replace_file(&self.p("held"), format!("{w}\n").as_bytes());
+            }
+            Some(_) => {}
+            None => {
+                if self.p("held").exists() {
+                    let _ = fs::remove_file(self.p("held"));
+                }
+            }
+        }
+    }
 }

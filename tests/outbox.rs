@@ -17,6 +17,8 @@ fn header_field(text: &str, key: &str) -> Option<String> {
 #[test]
 fn peer_to_peer_ping_pong_of_100() {
     let mut e = Env::new();
+    // A deliberate 100-hop conversation: above the loop guard's defaults.
+    e.var("PEERSPOOL_MAX_HOPS", "100").var("PEERSPOOL_PAIR_RATE", "1000");
     let o = PeerOpts { reply: true, ..Default::default() };
     e.add_peer("a", &o);
     e.add_peer("b", &o);

@@ -94,6 +94,12 @@ task and outbox file size limit (1048576)
 .TP
 PEERSPOOL_DONE_KEEP, PEERSPOOL_DONE_MAX_AGE_SECS
 pruning of done/, outbox/sent/ and inboxes (10000 files, 604800 s)
+.TP
+PEERSPOOL_MAX_HOPS
+loop guard: a message more routing hops from the conversation's first message is not delivered (16; max_hops in peer.json overrides it for that peer's messages)
+.TP
+PEERSPOOL_PAIR_RATE, PEERSPOOL_PAIR_WINDOW_SECS
+loop guard: messages between two peers per window before the next is held in the outbox (60 in 60 s)
 .SH FILES
 .TP
 <root>/peers/<name>/peer.json

@@ -10,7 +10,9 @@ mod ops;
 mod messaging;
 mod peer;
 mod service;
+mod show;
 mod status;
+mod top;
 
 use clap::{Parser, Subcommand};
 use peerspool::root::Root;
@@ -48,6 +50,10 @@ pub enum Cmd {
     Peer(peer::PeerCmd),
     /// Show the daemon and every peer's queue and session
     Status(status::StatusArgs),
+    /// One message's story: written, routed, waited, claimed, delivered, done, replies, failures, with times
+    Show(show::ShowArgs),
+    /// A live view of every peer (state, queue, task in flight, deaths) and the messages between them; keys: q, s, enter
+    Top(top::TopArgs),
     /// Judge files as the daemon would and print the verdicts
     #[command(subcommand)]
     Spool(check::SpoolCmd),
@@ -190,6 +196,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Inbox(c) => inbox::run(&root, c),
         Cmd::Peer(c) => peer::run(&root, c),
         Cmd::Status(a) => status::run(&root, a),
+        Cmd::Show(a) => show::run(&root, a),
+        Cmd::Top(a) => top::run(&root, a),
         Cmd::Spool(c) => check::run(c),
         Cmd::Doctor => doctor::run(&root),
         Cmd::Stop { peer } => status::set_stopped(&root, &peer, true),

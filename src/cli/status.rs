@@ -11,9 +11,15 @@ pub struct StatusArgs {
     /// Machine-readable output
     #[arg(long)]
     pub json: bool,
+    /// Refresh until interrupted (Ctrl-C) or the output is closed
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between refreshes with --watch
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, requires = "watch")]
+    pub interval: f64,
 }
 
-fn peer_status(root: &Root, name: &str) -> anyhow::Result<serde_json::Value> {
+pub(super) fn peer_status(root: &Root, name: &str) -> anyhow::Result<serde_json::Value> {
     let p = root.peer(name)?;
     let st = PeerState::new(root, name);
     let prof = Profile::load(&p.profile());
@@ -38,6 +44,7 @@ fn peer_status(root: &Root, name: &str) -> anyhow::Result<serde_json::Value> {
         "armed": live && sess.as_ref().is_some_and(|s| s.armed_at_ms.is_some()),
         "recent_deaths": recent_deaths,
         "blocked": st.blocked(),
+        "held": st.held(),
         "current_task": if live { st.current().map(|c| c.id) } else { None },
         "booting": if live { st.booting().map(|b| b.describe(now)) } else { None },
         "turn": if live { st.turn().map(|t| turn_json(&t, now)) } else { None },
@@ -55,23 +62,63 @@ fn turn_json(t: &peerspool::state::TurnView, now: u64) -> serde_json::Value {
 
 pub fn run(root: &Root, a: StatusArgs) -> anyhow::Result<i32> {
     super::check_root(root)?;
+    if a.watch {
+        return watch(root, &a);
+    }
+    print!("{}", render(root, a.json)?);
+    Ok(0)
+}
+
+/// `--watch`: the same text again and again, the screen cleared between
+/// refreshes on a terminal. A closed pipe ends it (SIGPIPE, as for every
+/// verb); SIGINT and SIGTERM end it with status 0.
+fn watch(root: &Root, a: &StatusArgs) -> anyhow::Result<i32> {
+    use std::io::{IsTerminal, Write};
+    if !(a.interval.is_finite() && a.interval > 0.0) {
+        return Err(Error::Usage(format!("--interval {} must be a positive number of seconds", a.interval)).into());
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let tty = std::io::stdout().is_terminal();
+    let every = std::time::Duration::from_secs_f64(a.interval);
+    let mut out = std::io::stdout();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let text = render(root, a.json)?;
+        let frame = if tty { format!("\x1b[H\x1b[2J{text}") } else { format!("{text}\n") };
+        if out.write_all(frame.as_bytes()).and_then(|_| out.flush()).is_err() {
+            break;
+        }
+        let until = std::time::Instant::now() + every;
+        while std::time::Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    Ok(0)
+}
+
+/// The status report as printed, for `run` and `--watch`.
+fn render(root: &Root, as_json: bool) -> anyhow::Result<String> {
+    use std::fmt::Write;
     let pid = peerspool::lock::running(root);
     let peers = root.peer_names()?.iter().map(|n| peer_status(root, n)).collect::<anyhow::Result<Vec<_>>>()?;
-    if a.json {
+    let mut o = String::new();
+    if as_json {
         let v = json!({"root": root.path, "daemon": {"running": pid.is_some(), "pid": pid}, "peers": peers});
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(0);
+        writeln!(o, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(o);
     }
     match pid {
-        Some(p) => println!("daemon: running (pid {p}) on {}", root.path.display()),
-        None => println!("daemon: not running on {}", root.path.display()),
+        Some(p) => writeln!(o, "daemon: running (pid {p}) on {}", root.path.display())?,
+        None => writeln!(o, "daemon: not running on {}", root.path.display())?,
     }
     if peers.is_empty() {
-        println!("no peers (add one with `peerspool peer add`)");
-        return Ok(0);
+        writeln!(o, "no peers (add one with `peerspool peer add`)")?;
+        return Ok(o);
     }
-    println!("{:<20} {:<8} {:<9} {:<7} {:>6} {:>6} {:>6} {:>6} {:>9} {:<5} {:>6}  note",
-        "PEER", "RUNTIME", "POLICY", "SESSION", "QUEUED", "FLIGHT", "DONE", "FAILED", "ACTIVITY", "ARMED", "DEATHS");
+    writeln!(o, "{:<20} {:<8} {:<9} {:<7} {:>6} {:>6} {:>6} {:>6} {:>9} {:<5} {:>6}  note",
+        "PEER", "RUNTIME", "POLICY", "SESSION", "QUEUED", "FLIGHT", "DONE", "FAILED", "ACTIVITY", "ARMED", "DEATHS")?;
     for p in &peers {
         let age = p["last_activity_age_secs"].as_u64().map(|s| format!("{s}s ago")).unwrap_or_else(|| "-".into());
         let mut note = vec![];
@@ -91,15 +138,18 @@ pub fn run(root: &Root, a: StatusArgs) -> anyhow::Result<i32> {
         if let Some(b) = p["blocked"].as_str() {
             note.push(b.to_string());
         }
+        if let Some(h) = p["held"].as_str() {
+            note.push(format!("outbox held: {h}"));
+        }
         if let Some(e) = p["profile_error"].as_str() {
             note.push(e.to_string());
         }
-        println!("{:<20} {:<8} {:<9} {:<7} {:>6} {:>6} {:>6} {:>6} {:>9} {:<5} {:>6}  {}",
+        writeln!(o, "{:<20} {:<8} {:<9} {:<7} {:>6} {:>6} {:>6} {:>6} {:>9} {:<5} {:>6}  {}",
             p["name"].as_str().unwrap_or(""), p["runtime"].as_str().unwrap_or(""), p["policy"].as_str().unwrap_or(""),
             p["session"].as_str().unwrap_or(""), n(&p["queued"]), n(&p["in_flight"]), n(&p["done"]), n(&p["failed"]), age,
-            if p["armed"].as_bool() == Some(true) { "yes" } else { "no" }, n(&p["recent_deaths"]), note.join("; "));
+            if p["armed"].as_bool() == Some(true) { "yes" } else { "no" }, n(&p["recent_deaths"]), note.join("; "))?;
     }
-    Ok(0)
+    Ok(o)
 }
 
 fn n(v: &serde_json::Value) -> u64 {
@@ -107,6 +157,13 @@ fn n(v: &serde_json::Value) -> u64 {
 }
 
 pub fn set_stopped(root: &Root, peer: &str, stop: bool) -> anyhow::Result<i32> {
+    apply_stop(root, peer, stop)?;
+    println!("{peer}: {}", if stop { "stopped (tasks wait in the spool)" } else { "started" });
+    Ok(0)
+}
+
+/// `stop` / `start` without the message (also `top`'s `s` key).
+pub(super) fn apply_stop(root: &Root, peer: &str, stop: bool) -> anyhow::Result<()> {
     root.peer(peer)?;
     if !root.is_peer(peer) {
         return Err(Error::UnknownPeer(peer.into()).into());
@@ -118,6 +175,5 @@ pub fn set_stopped(root: &Root, peer: &str, stop: bool) -> anyhow::Result<i32> {
         st.set_setup_block(None);
         st.set_blocked(None);
     }
-    println!("{peer}: {}", if stop { "stopped (tasks wait in the spool)" } else { "started" });
-    Ok(0)
+    Ok(())
 }
