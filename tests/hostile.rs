@@ -276,6 +276,25 @@ fn orphaned(procs: &[(u32, String)]) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// `n` test-agent peers named by `name`, one queued task each (`<word> i`):
+/// the first added through the CLI, the rest by copying its profile.
+fn peers_with_one_task(e: &mut Env, n: usize, name: &dyn Fn(usize) -> String, word: &str) {
+    e.var("PEERSPOOL_SETTLE_SECS", "0.2");
+    e.add_peer(&name(0), &PeerOpts::default());
+    let profile = read(&e.peer_dir(&name(0)).join("peer.json"));
+    for i in 1..n {
+        let d = e.peer_dir(&name(i));
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("peer.json"), profile.replace(&name(0), &name(i))).unwrap();
+        e.track_peer(&name(i));
+    }
+    for i in 0..n {
+        let s = e.peer_dir(&name(i)).join("spool");
+        mkdirs(&[&s.join("tmp"), &s.join("new")]);
+        e.drop_raw(&name(i), "t.json", format!(r#"{{"text":"{word} {i}"}}"#).as_bytes());
+    }
+}
+
 /// Item 11: 500 peers woken at once by a daemon started at a soft limit of
 /// 1024 descriptors: all served, no wake counted as a death, and no tmux
 /// server left behind without its socket.
@@ -284,21 +303,8 @@ fn orphaned(procs: &[(u32, String)]) -> Vec<(u32, String)> {
 fn a_wake_storm_of_500_at_a_soft_fd_limit_of_1024() {
     let n = 500;
     let mut e = Env::new();
-    e.var("PEERSPOOL_SETTLE_SECS", "0.2");
-    e.add_peer("s000", &PeerOpts::default());
-    let profile = read(&e.peer_dir("s000").join("peer.json"));
     let name = |i: usize| format!("s{i:03}");
-    for i in 1..n {
-        let d = e.peer_dir(&name(i));
-        std::fs::create_dir(&d).unwrap();
-        std::fs::write(d.join("peer.json"), profile.replace("s000", &name(i))).unwrap();
-        e.track_peer(&name(i));
-    }
-    for i in 0..n {
-        let s = e.peer_dir(&name(i)).join("spool");
-        mkdirs(&[&s.join("tmp"), &s.join("new")]);
-        e.drop_raw(&name(i), "t.json", format!(r#"{{"text":"storm {i}"}}"#).as_bytes());
-    }
+    peers_with_one_task(&mut e, n, &name, "storm");
     let socket = e.socket("s000").display().to_string();
     let prefix = socket.strip_suffix("s000").unwrap().to_string();
     let err = std::fs::File::create(e.dir.path().join("daemon.err")).unwrap();
@@ -407,21 +413,8 @@ fn a_broad_activity_glob_is_cheap_and_does_not_delay_shutdown() {
 fn running_out_of_descriptors_is_no_peers_death() {
     let n = 24;
     let mut e = Env::new();
-    e.var("PEERSPOOL_SETTLE_SECS", "0.2");
-    e.add_peer("f00", &PeerOpts::default());
-    let profile = read(&e.peer_dir("f00").join("peer.json"));
     let name = |i: usize| format!("f{i:02}");
-    for i in 1..n {
-        let d = e.peer_dir(&name(i));
-        std::fs::create_dir(&d).unwrap();
-        std::fs::write(d.join("peer.json"), profile.replace("f00", &name(i))).unwrap();
-        e.track_peer(&name(i));
-    }
-    for i in 0..n {
-        let s = e.peer_dir(&name(i)).join("spool");
-        mkdirs(&[&s.join("tmp"), &s.join("new")]);
-        e.drop_raw(&name(i), "t.json", format!(r#"{{"text":"tight {i}"}}"#).as_bytes());
-    }
+    peers_with_one_task(&mut e, n, &name, "tight");
     let prefix = e.socket("f00").display().to_string().strip_suffix("f00").unwrap().to_string();
     let err = std::fs::File::create(e.dir.path().join("daemon.err")).unwrap();
     let mut c = std::process::Command::new("sh");
