@@ -6,8 +6,8 @@
 # bench/results/quick/).
 #
 #   bench/run.sh            # full run (~10 min on 2 cores)
-#   bench/run.sh --quick    # smaller counts (< ~2 min)
-#   bench/run.sh --only latency,burst,cold,idle,wait,scale
+#   bench/run.sh --quick    # smaller counts (~4 min)
+#   bench/run.sh --only latency,burst,roundtrip,routeload,cold,storm,idle,wait,scale
 #   bench/run.sh --criterion  # also the in-process criterion benches
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,8 +20,16 @@ for a in "$@"; do
   if [[ $a == --only && $out == bench/results ]]; then out=bench/results/partial; fi
 done
 
-for tool in tmux inotifywait jq python3; do
-  command -v "$tool" >/dev/null || { echo "bench/run.sh: $tool is missing (apt-get install -y tmux inotify-tools jq python3)" >&2; exit 1; }
+# inotifywait (package inotify-tools) drives the naive baseline; dd the
+# concurrent writer of the roundtrip and routeload sections.
+for tool in tmux inotifywait jq python3 dd; do
+  if ! command -v "$tool" >/dev/null; then
+    pkg=$tool
+    [[ $tool == inotifywait ]] && pkg=inotify-tools
+    [[ $tool == dd ]] && pkg=coreutils
+    echo "bench/run.sh: $tool is missing: install the $pkg package (apt-get install -y $pkg), then run again" >&2
+    exit 1
+  fi
 done
 
 mkdir -p "$out"

@@ -21,6 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "sysbench_load.rs"]
+mod load;
+
 type Res<T> = Result<T, String>;
 /// Per case: label, deliveries, mangled.
 type Cases = Vec<(String, usize, usize)>;
@@ -74,7 +77,7 @@ impl Opts {
             idle_secs: 60,
             idle_peers: 500,
             live_peers: 50,
-            scale: vec![10, 1000, 100_000],
+            scale: vec![10, 1000, 20_000, 100_000],
             scale_k: 200,
         };
         let mut it = std::env::args().skip(1);
@@ -94,12 +97,13 @@ impl Opts {
                     o.cold_n = 3;
                     o.idle_secs = 10;
                     o.live_peers = 20;
-                    o.scale = vec![10, 1000, 20_000];
+                    o.scale = vec![10, 1000, 20_000, 100_000];
                     o.scale_k = 50;
                 }
                 "--latency-n" => o.latency_n = val()?.parse().map_err(|e| format!("{a}: {e}"))?,
                 "--burst-n" => o.burst_n = val()?.parse().map_err(|e| format!("{a}: {e}"))?,
                 "--idle-secs" => o.idle_secs = val()?.parse().map_err(|e| format!("{a}: {e}"))?,
+                "--scale" => o.scale = val()?.split(',').map(|v| v.parse().map_err(|e| format!("{a}: {e}"))).collect::<Res<_>>()?,
                 other => return Err(format!("unknown argument {other}")),
             }
         }
@@ -700,22 +704,25 @@ fn section_burst(o: &Opts, r: &mut Report) -> Res<()> {
     });
     drop(e);
 
-    r.route = Some(route_run(o, std::env::temp_dir(), "route")?);
+    let syncfs = load::MODES[1].1;
+    r.route = Some(route_run(o, std::env::temp_dir(), "route", &[])?);
+    r.route_syncfs = Some(route_run(o, std::env::temp_dir(), "route-sfs", syncfs)?);
     // The daemon's own ceiling: the same on tmpfs, where creating a file
     // costs next to nothing.
     let shm = Path::new("/dev/shm");
     if shm.is_dir() && std::env::temp_dir() != shm {
-        r.route_tmpfs = Some(route_run(o, shm.to_path_buf(), "route-shm")?);
+        r.route_tmpfs = Some(route_run(o, shm.to_path_buf(), "route-shm", &[])?);
+        r.route_tmpfs_syncfs = Some(route_run(o, shm.to_path_buf(), "route-shm-sfs", syncfs)?);
     }
     Ok(())
 }
 
 /// Outbox routing: N files renamed into one peer's outbox/new, all
 /// addressed to a script inbox, with the temporary root under `base`.
-fn route_run(o: &Opts, base: PathBuf, tag: &str) -> Res<RouteReport> {
+fn route_run(o: &Opts, base: PathBuf, tag: &str, env: &[(&str, &str)]) -> Res<RouteReport> {
     let mut e = Env::new_in(o, tag, base.clone())?;
     e.add_peer("r", &[])?;
-    e.start_daemon(&[], 1)?;
+    e.start_daemon(env, 1)?;
     let n = o.route_n;
     let names: Vec<String> = (0..n).map(|i| format!("{:012}-out.json", i)).collect();
     for nm in &names {
@@ -958,7 +965,7 @@ fn section_scale(o: &Opts, r: &mut Report) -> Res<()> {
         let mut e = Env::new(o, &format!("scale{n}"))?;
         e.add_peer("s", &[])?;
         e.ok(&["stop", "s"])?;
-        e.start_daemon(&[], 1)?;
+        let pid = e.start_daemon(&[], 1)?;
         let k = o.scale_k.min(n - 1);
         let tmp = e.spool_dir("s", "spool", "tmp");
         let new = e.spool_dir("s", "spool", "new");
@@ -969,7 +976,20 @@ fn section_scale(o: &Opts, r: &mut Report) -> Res<()> {
             fs::rename(tmp.join(&nm), new.join(&nm)).map_err(|e| e.to_string())?;
         }
         let stage_s = t.elapsed().as_secs_f64();
-        std::thread::sleep(Duration::from_millis(500));
+        // The stopped peer still takes one event per staged file; timing
+        // starts once the daemon has digested them (its CPU time stood
+        // still for 300 ms), or the backlog is billed to the deliveries.
+        let t = Instant::now();
+        let mut last = proc_cpu(pid).map(|c| c.own_ticks);
+        loop {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = proc_cpu(pid).map(|c| c.own_ticks);
+            if now == last || t.elapsed() > Duration::from_secs(120) {
+                break;
+            }
+            last = now;
+        }
+        let digest_s = t.elapsed().as_secs_f64();
         let mut tail = Tail::new(e.log("s"));
         let mut pending = Default::default();
         e.ok(&["start", "s"])?;
@@ -980,7 +1000,7 @@ fn section_scale(o: &Opts, r: &mut Report) -> Res<()> {
         }
         // The first delivery includes the wake; the rest are steady state.
         let per = stamps.windows(2).map(|w| ms(w[1].saturating_sub(w[0]))).collect::<Vec<_>>();
-        r.scale.push(ScaleReport { queued: n, measured: k, stage_s, per_task: dist(&per) });
+        r.scale.push(ScaleReport { queued: n, measured: k, stage_s, digest_s, per_task: dist(&per) });
         e.stop_daemon();
     }
     Ok(())
@@ -1055,6 +1075,8 @@ struct ScaleReport {
     queued: usize,
     measured: usize,
     stage_s: f64,
+    /// From the end of staging until the daemon was idle again.
+    digest_s: f64,
     per_task: Dist,
 }
 
@@ -1071,6 +1093,12 @@ struct Report {
     idle_live: Option<IdleReport>,
     wait: Option<WaitReport>,
     scale: Vec<ScaleReport>,
+    roundtrip: Option<load::LoadReport>,
+    route_load: Option<load::LoadReport>,
+    storm: Option<load::StormReport>,
+    /// Routing throughput with the former whole-filesystem sync, same run.
+    route_syncfs: Option<RouteReport>,
+    route_tmpfs_syncfs: Option<RouteReport>,
     errors: Vec<String>,
 }
 
@@ -1127,9 +1155,15 @@ fn table(r: &Report) -> String {
         t.push_str(&format!("| outbox routing: {} files to an inbox | {} routed in {:.2} s = {:.0} files/s{} | ≥ 5,000 files/s: {} |\n", x.n, x.routed, x.total_s, x.files_per_s, x.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default(), mark(x.files_per_s >= 5000.0)));
         t.push_str(&format!("| the same directory creating {} bare files, no daemon (each routed file is one new file) | {:.0} files/s | |\n", x.n, x.create_per_s));
     }
-    if let Some(x) = &r.route_tmpfs {
-        t.push_str(&format!("| outbox routing on tmpfs ({}): the daemon's own ceiling | {} routed in {:.2} s = {:.0} files/s (bare creates {:.0}/s){} | |\n", x.dir, x.routed, x.total_s, x.files_per_s, x.create_per_s, x.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()));
+    if let Some(x) = &r.route_syncfs {
+        t.push_str(&format!("| the same with the former whole-filesystem `syncfs` (before) | {} routed in {:.2} s = {:.0} files/s (bare creates {:.0}/s){} | |\n", x.routed, x.total_s, x.files_per_s, x.create_per_s, x.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()));
     }
+    for (x, what) in [(&r.route_tmpfs, "per-file fsync"), (&r.route_tmpfs_syncfs, "syncfs (before)")] {
+        if let Some(x) = x {
+            t.push_str(&format!("| outbox routing on tmpfs ({}), {what}: the daemon's own ceiling | {} routed in {:.2} s = {:.0} files/s (bare creates {:.0}/s){} | |\n", x.dir, x.routed, x.total_s, x.files_per_s, x.create_per_s, x.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()));
+        }
+    }
+    load::rows(r, &mut t);
     if let Some(c) = &r.cold {
         t.push_str(&format!(
             "| cold wake, rename → delivered ({} wakes) | p50 {:.1} ms, max {:.1} ms; program's own start (tmux new-session → prompt, no daemon) p50 {:.1} ms; daemon overhead p50 {:.1} ms | |\n",
@@ -1156,8 +1190,8 @@ fn table(r: &Report) -> String {
     }
     for s in &r.scale {
         t.push_str(&format!(
-            "| scaling: {} files queued, per-task claim+deliver (next {}) | p50 {:.2} ms, p99 {:.2} ms, mean {:.2} ms (staging took {:.1} s) | flat |\n",
-            s.queued, s.measured, s.per_task.p50, s.per_task.p99, s.per_task.mean, s.stage_s
+            "| scaling: {} files queued, per-task claim+deliver (next {}) | p50 {:.2} ms, p99 {:.2} ms, mean {:.2} ms (staging took {:.1} s, the daemon's events after it {:.1} s) | flat |\n",
+            s.queued, s.measured, s.per_task.p50, s.per_task.p99, s.per_task.mean, s.stage_s, s.digest_s
         ));
     }
     for e in &r.errors {
@@ -1185,8 +1219,10 @@ fn main() {
     }
     let mut r = Report { machine: machine(), mode: if o.quick { "quick".into() } else { "full".into() }, ..Default::default() };
     type Section = fn(&Opts, &mut Report) -> Res<()>;
-    let sections: [(&str, Section); 6] =
-        [("latency", section_latency), ("burst", section_burst), ("cold", section_cold), ("idle", section_idle), ("wait", section_wait), ("scale", section_scale)];
+    let sections: [(&str, Section); 9] = [
+        ("latency", section_latency), ("burst", section_burst), ("roundtrip", load::section_roundtrip), ("routeload", load::section_route_load),
+        ("cold", section_cold), ("storm", load::section_storm), ("idle", section_idle), ("wait", section_wait), ("scale", section_scale),
+    ];
     for (name, f) in sections {
         if !o.wants(name) || stopping() {
             continue;

@@ -126,7 +126,7 @@ pub fn route(root: &Root, owner: &str, name: &str, lim: &Limits) -> Result<Outco
 }
 
 /// Routes several outbox files with one sync for the batch. Order of
-/// durability: every copy's data is synced, then renamed into its `new/`
+/// durability: every copy is fsynced (`sync_staged`), then renamed into its `new/`
 /// and that directory synced, and only then does the original leave
 /// `outbox/new/` — a crash at any point re-routes, never loses.
 pub fn route_batch(root: &Root, owner: &str, names: &[String], lim: &Limits) -> Vec<(String, Result<Outcome>)> {
@@ -233,6 +233,11 @@ fn dest_for(root: &Root, to: &str) -> Result<std::result::Result<(Routed, Dest),
         }
         crate::root::mkdir_private(&tmp)?;
         crate::root::mkdir_private(&new)?;
+        // A new address's directories must survive a power failure with
+        // the copies renamed into them (routing syncs files, not the
+        // whole filesystem): their entries are synced here.
+        spool::fsync_dir(&dir)?;
+        spool::fsync_dir(&root.inbox_dir())?;
     }
     if let Err(r) = check_dirs(&[&root.inbox_dir(), &dir, &tmp, &new, &dir.join("cur")]) {
         return Ok(Err(r));

@@ -74,6 +74,9 @@ the tmux program (default tmux on PATH)
 PEERSPOOL_TMUX_CONTROL
 0: no tmux control client (spawn a tmux client per command)
 .TP
+PEERSPOOL_SYNC
+syncfs: make routed copies durable with one syncfs of the whole filesystem per batch (the former behaviour) instead of an fsync of each copy (for benchmark comparisons; it waits for every other writer's data)
+.TP
 PEERSPOOL_IDLE_SECS, PEERSPOOL_QUIET_SECS, PEERSPOOL_UNARMED_IDLE_SECS
 reap a warm peer idle this long (3600), an armed ephemeral one silent this long (20), an unarmed one (600)
 .TP
