@@ -10,6 +10,16 @@ use crate::turn::{self, Facts, ScreenTurn, TurnState};
 
 /// How often a task waiting for a busy peer looks again.
 pub const WAIT_POLL_MS: u64 = 250;
+/// The next look of a task that has waited `waited_ms`: 5 ms at first,
+/// doubling up to `WAIT_POLL_MS`.
+pub fn wait_gap(waited_ms: u64) -> u64 {
+    let mut gap = 5;
+    while gap < WAIT_POLL_MS && gap * 2 <= waited_ms {
+        gap *= 2;
+    }
+    gap.min(WAIT_POLL_MS)
+}
+
 /// How often a deferred reap looks again.
 pub const REAP_RECHECK_MS: u64 = 2_000;
 
@@ -102,7 +112,10 @@ impl Peer {
             self.delivery(&[("event", "wait"), ("task", id), ("state", state.as_str()), ("reason", state.why_waiting())]);
             self.show_turn();
         }
-        self.schedule(now + WAIT_POLL_MS);
+        // A state seen right after a paste is often the agent still
+        // redrawing: look again soon, then every WAIT_POLL_MS.
+        let waited = self.turns.waiting.as_ref().map_or(0, |(_, _, since)| now.saturating_sub(*since));
+        self.schedule(now + wait_gap(waited));
     }
 
     /// The wait is over: how long it lasted, if there was one.
@@ -143,5 +156,17 @@ impl Peer {
         let Some((state, since_ms)) = self.turns.last else { return };
         let waiting = self.turns.waiting.as_ref().map(|(t, s, since)| Waiting { task: t.trim_end_matches(".json").into(), since_ms: *since, why: s.why_waiting().into() });
         self.st.set_turn(Some(&TurnView { state: state.as_str().into(), since_ms, waiting }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_fresh_wait_is_looked_at_soon_a_long_one_every_250_ms() {
+        use super::wait_gap;
+        assert_eq!(wait_gap(0), 5);
+        assert_eq!(wait_gap(12), 10);
+        assert_eq!(wait_gap(100), 80);
+        assert_eq!(wait_gap(10_000), super::WAIT_POLL_MS);
     }
 }
