@@ -120,8 +120,9 @@ fn doctor_checks_each_peers_own_login() {
 /// A program slow to redraw after a dialog answer (as claude is under
 /// load) must not get the answer twice: the second Enter would land on
 /// the next dialog, whose default quits. A claude stand-in shows the
-/// folder-trust dialog, takes one key, keeps the old screen for 1.5 s, then
-/// shows the bypass dialog, which exits on Enter unless Down came first.
+/// folder-trust dialog, takes one key, keeps it on screen (and redraws it
+/// once) for 1.6 s, then shows the bypass dialog, which exits on Enter
+/// unless Down came first.
 #[test]
 fn a_dialog_is_answered_once_until_its_screen_changes() {
     let mut e = Env::new();
@@ -129,7 +130,9 @@ fn a_dialog_is_answered_once_until_its_screen_changes() {
     std::fs::write(&fake, r#"#!/bin/bash
 printf '\e[2J\e[H Accessing workspace:\n\n ❯ 1. Yes, I trust this folder\n   2. No, exit\n\n Enter to confirm · Esc to cancel\n'
 IFS= read -rsn1 k
-sleep 1.5
+sleep 0.6
+printf '\e[2J\e[H Accessing workspace: (redrawn)\n\n ❯ 1. Yes, I trust this folder\n   2. No, exit\n\n Enter to confirm · Esc to cancel\n'
+sleep 1
 printf '\e[2J\e[H WARNING: Claude Code running in Bypass Permissions mode\n\n ❯ 1. No, exit\n   2. Yes, I accept\n\n Enter to confirm · Esc to cancel\n'
 sel=1
 while IFS= read -rsn1 k; do

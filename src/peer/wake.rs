@@ -153,7 +153,7 @@ impl Peer {
         let deadline = Instant::now() + cfg.boot_deadline;
         let mut gap = Duration::from_millis(10);
         let mut last_dialog = None;
-        let mut answered: Option<(String, Instant)> = None;
+        let mut answered: Option<(&'static str, String, bool, Instant)> = None;
         let mut shown = None;
         loop {
             if self.sh.stopping() {
@@ -190,16 +190,19 @@ impl Peer {
                 // would take a second Enter on the next one (claude's
                 // bypass dialog defaults to "No, exit"). An answer that
                 // changed nothing in 3 s was lost and is sent again.
-                Screen::Dialog { .. } if answered.as_ref().is_some_and(|(s, at)| *s == screen && at.elapsed() < DIALOG_RESEND) => {}
+                // Likewise a dialog already confirmed with Enter that is still
+                // drawn (a redraw before the next screen) is left alone.
+                Screen::Dialog { name, .. }
+                    if answered.as_ref().is_some_and(|(n, s, enter, at)| (*s == screen || (*n == name && *enter)) && at.elapsed() < DIALOG_RESEND) => {}
                 Screen::Dialog { name, keys } => {
                     if last_dialog != Some(name) {
                         self.lifecycle(&[("event", "dialog"), ("dialog", name), ("keys", &keys.join("+"))]);
                     }
                     last_dialog = Some(name);
-                    for k in keys {
-                        let _ = self.tmux.keys(&[k]).await;
+                    for k in &keys {
+                        let _ = self.tmux.keys(&[*k]).await;
                     }
-                    answered = Some((screen.clone(), Instant::now()));
+                    answered = Some((name, screen.clone(), keys.contains(&"Enter"), Instant::now()));
                     gap = Duration::from_millis(300);
                 }
                 Screen::Booting => {}
