@@ -438,8 +438,11 @@ fn a_thousand_peers() {
         let d = e.peer_dir(&format!("p{i:04}"));
         std::fs::create_dir(&d).unwrap();
         std::fs::write(d.join("peer.json"), &profile).unwrap();
+        e.track_peer(&format!("p{i:04}"));
     }
+    let t0 = Instant::now();
     e.start_daemon();
+    println!("1000 peers: daemon ready after {:.1} s", t0.elapsed().as_secs_f64());
     let pid = e.daemon.as_ref().map(|c| c.id()).unwrap_or(0);
     wait_for("1000 registered", Duration::from_secs(60), || e.lifecycle().matches("event=registered").count() == 1000);
     e.send("p0000", "to the first of a thousand");

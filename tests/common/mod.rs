@@ -136,7 +136,9 @@ impl Env {
             .expect("spawn daemon");
         self.daemon = Some(child);
         // Ready: watches set and the first pass done.
-        wait_for("daemon ready", Duration::from_secs(10), || self.daemon_stderr().contains("daemon ready") && self.daemon_running());
+        // Ready once every peer's first pass is done: allow for many peers.
+        let limit = Duration::from_secs(10) + Duration::from_millis(40) * self.peers.len() as u32;
+        wait_for("daemon ready", limit, || self.daemon_stderr().contains("daemon ready") && self.daemon_running());
     }
 
     pub fn daemon_running(&self) -> bool {
