@@ -237,8 +237,8 @@ mod tests {
         let p = file(&d, &[json!({"type": "session_meta", "payload": {}}), ev("task_started"), ev("task_complete"), ev("task_started"), prompt]);
         let r = codex_record(&p).unwrap();
         assert!(r.open && r.last_end_ms.is_some());
-        assert!(codex_echo_since(&Mark::default(), &[p.clone()], "[peerspool task b from t]\nsecond"));
-        assert!(!codex_echo_since(&Mark::take(&[p.clone()]), &[p.clone()], "second"), "nothing after the mark");
+        assert!(codex_echo_since(&Mark::default(), std::slice::from_ref(&p), "[peerspool task b from t]\nsecond"));
+        assert!(!codex_echo_since(&Mark::take(std::slice::from_ref(&p)), std::slice::from_ref(&p), "second"), "nothing after the mark");
         assert!(!codex_echo_since(&Mark::default(), &[p], "third"));
     }
 
