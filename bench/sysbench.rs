@@ -8,7 +8,7 @@
 //! group) is listed in the cleanup file as it is started and stopped by id
 //! on exit, on SIGINT/SIGTERM, or by run.sh's trap if this process dies.
 
-use peerspool::agent::{now_ns, parse_header};
+use peerspool::demo::agent::{now_ns, parse_header};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};

@@ -4,11 +4,11 @@
 //! file. `cargo bench --bench inproc`; whole-system figures: bench/run.sh.
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use peerspool::deliver::envelope;
-use peerspool::format::parse_task;
+use peerspool::session::deliver::envelope;
+use peerspool::queue::format::parse_task;
 use peerspool::root::Root;
-use peerspool::sanitize::paste_text;
-use peerspool::spool::{self, Limits, Queue};
+use peerspool::session::sanitize::paste_text;
+use peerspool::queue::spool::{self, Limits, Queue};
 use std::hint::black_box;
 use std::path::Path;
 
@@ -103,7 +103,7 @@ fn enqueue_route(c: &mut Criterion) {
                 std::fs::write(aq.new.join(&n), &out).unwrap();
                 n
             },
-            |n| peerspool::outbox::route(&root, "a", &n, &lim).unwrap(),
+            |n| peerspool::daemon::outbox::route(&root, "a", &n, &lim).unwrap(),
             BatchSize::SmallInput,
         )
     });

@@ -44,12 +44,12 @@ impl Default for Config {
             tick: secs(1.0),
             settle: secs(1.0),
             rescan: secs(30.0),
-            max_bytes: crate::format::DEFAULT_MAX_BYTES,
+            max_bytes: crate::queue::format::DEFAULT_MAX_BYTES,
             done_keep: 10_000,
             done_max_age: secs(7.0 * 86400.0),
-            max_hops: crate::hops::DEFAULT_MAX_HOPS,
-            pair_rate: crate::hops::DEFAULT_PAIR_RATE,
-            pair_window: secs(crate::hops::DEFAULT_PAIR_WINDOW_SECS),
+            max_hops: crate::daemon::hops::DEFAULT_MAX_HOPS,
+            pair_rate: crate::daemon::hops::DEFAULT_PAIR_RATE,
+            pair_window: secs(crate::daemon::hops::DEFAULT_PAIR_WINDOW_SECS),
         }
     }
 }

@@ -246,8 +246,8 @@ mod tests {
         let fifo = d.path().join("s.jsonl");
         mkfifo(&fifo);
         let t = Instant::now();
-        assert!(crate::runtime::transcript::last_entry_time(&fifo).is_none());
-        assert!(crate::runtime::transcript::codex_session_cwd(&fifo).is_none());
+        assert!(crate::session::runtime::transcript::last_entry_time(&fifo).is_none());
+        assert!(crate::session::runtime::transcript::codex_session_cwd(&fifo).is_none());
         assert!(t.elapsed() < Duration::from_secs(1));
     }
 

@@ -2,7 +2,7 @@
 //! filesystem a safe interface: only our user may write anywhere in it.
 
 use crate::error::{Error, IoContext, Result};
-use crate::names;
+use crate::queue::names;
 use std::fs::{self, DirBuilder};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -276,6 +276,28 @@ fn orphaned(procs: &[(u32, String)]) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// Ends the peers' tmux servers (`passes` rounds of kill-server), then
+/// SIGKILLs any server process still on the test's sockets. Returns those
+/// left without a socket: servers kill-server could no longer reach.
+fn end_servers(e: &Env, n: usize, name: &dyn Fn(usize) -> String, prefix: &str, passes: usize) -> Vec<(u32, String)> {
+    for pass in 0..passes {
+        if pass > 0 {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        for i in 0..n {
+            peerspool::session::tmux::Tmux::new(e.socket(&name(i))).kill_server_blocking();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let left = servers_on(prefix);
+    let orphans = orphaned(&left);
+    println!("tmux processes surviving kill-server: {}, without a socket: {}", left.len(), orphans.len());
+    for (pid, _) in &left {
+        signal(*pid, libc::SIGKILL);
+    }
+    orphans
+}
+
 /// `n` test-agent peers named by `name`, one queued task each (`<word> i`):
 /// the first added through the CLI, the rest by copying its profile.
 fn peers_with_one_task(e: &mut Env, n: usize, name: &dyn Fn(usize) -> String, word: &str) {
@@ -334,16 +356,7 @@ fn a_wake_storm_of_500_at_a_soft_fd_limit_of_1024() {
         e.daemon_stderr().contains("raised the soft open-files limit"),
     );
     e.stop_daemon();
-    for i in 0..n {
-        peerspool::tmux::Tmux::new(e.socket(&name(i))).kill_server_blocking();
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let left = servers_on(&prefix);
-    let orphans = orphaned(&left);
-    println!("tmux processes surviving kill-server: {}, without a socket: {}", left.len(), orphans.len());
-    for (pid, _) in &left {
-        signal(*pid, libc::SIGKILL);
-    }
+    let orphans = end_servers(&e, n, &name, &prefix, 1);
     res.unwrap();
     assert_eq!(orphans, vec![], "tmux servers left running after their sockets were removed");
     assert_eq!(life.matches("event=death").count(), 0, "a wake storm is no peer's death");
@@ -439,19 +452,7 @@ fn running_out_of_descriptors_is_no_peers_death() {
     e.kill_daemon();
     // Twice: a tmux client the killed daemon had just spawned may still
     // start its server after the first pass.
-    for _ in 0..2 {
-        std::thread::sleep(Duration::from_millis(500));
-        for i in 0..n {
-            peerspool::tmux::Tmux::new(e.socket(&name(i))).kill_server_blocking();
-        }
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let left = servers_on(&prefix);
-    let orphans = orphaned(&left);
-    println!("tmux processes surviving kill-server: {}, without a socket: {}", left.len(), orphans.len());
-    for (pid, _) in &left {
-        signal(*pid, libc::SIGKILL);
-    }
+    let orphans = end_servers(&e, n, &name, &prefix, 2);
     res.unwrap();
     assert_eq!(life.matches("event=death").count(), 0, "{life}");
     assert!(!life.contains("crash-loop"), "{life}");

@@ -94,7 +94,7 @@ fn forged_from_is_ignored_and_garbage_fails_with_reasons() {
         assert!(err.starts_with(code), "{n}: {err}");
     }
     let inbox = read(&e.root.join("inbox/cron-job/new/6-script.json"));
-    let m = peerspool::format::parse_inbox(inbox.as_bytes()).unwrap();
+    let m = peerspool::queue::format::parse_inbox(inbox.as_bytes()).unwrap();
     assert_eq!((m.from.as_str(), m.in_reply_to.as_deref(), m.text.as_str()), ("a", Some("t-1"), "for a script"));
 }
 

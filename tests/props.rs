@@ -2,8 +2,8 @@
 //! parsers and the paste sanitizer. Runs in `cargo test` (1,000 cases per
 //! property; `PROPTEST_CASES` raises it).
 
-use peerspool::format::{parse_outbox, parse_task};
-use peerspool::sanitize::paste_text;
+use peerspool::queue::format::{parse_outbox, parse_task};
+use peerspool::session::sanitize::paste_text;
 use proptest::prelude::*;
 
 fn cfg() -> ProptestConfig {
@@ -65,16 +65,16 @@ proptest! {
         match parse_task(j.to_string().as_bytes(), "0001-x") {
             Ok(t) => {
                 prop_assert!(!t.text.trim().is_empty());
-                prop_assert!(peerspool::names::is_valid(&t.from), "{:?}", t.from);
+                prop_assert!(peerspool::queue::names::is_valid(&t.from), "{:?}", t.from);
                 prop_assert!(t.topic.as_ref().is_none_or(|x| x.chars().count() <= 200));
                 prop_assert_eq!(v.unwrap_or(1), 1);
                 prop_assert_eq!(t.id, "0001-x");
             }
             Err(r) => {
                 let code = r.code();
-                prop_assert!(peerspool::format::Reject::ALL_CODES.contains(&code));
+                prop_assert!(peerspool::queue::format::Reject::ALL_CODES.contains(&code));
                 let bad_text = text.trim().is_empty();
-                let bad_from = from.as_ref().is_some_and(|f| !peerspool::names::is_valid(f));
+                let bad_from = from.as_ref().is_some_and(|f| !peerspool::queue::names::is_valid(f));
                 let bad_topic = topic.as_ref().is_some_and(|x| x.chars().count() > 200);
                 prop_assert!(bad_text || bad_from || bad_topic || v.is_some_and(|v| v != 1), "rejected a valid task: {code}");
             }

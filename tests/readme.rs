@@ -89,7 +89,7 @@ fn readme_quick_start_runs_as_written() {
     assert!(e.delivery().contains(&format!("task={id} from=tester outcome=delivered")), "{}", e.delivery());
     // `--envelope text`: the shell got the command alone, no header to run.
     let screen = || {
-        let o = Command::new("tmux").arg("-S").arg(e.socket("sh1")).args(["capture-pane", "-p", "-t", peerspool::tmux::SESSION]).output().unwrap();
+        let o = Command::new("tmux").arg("-S").arg(e.socket("sh1")).args(["capture-pane", "-p", "-t", peerspool::session::tmux::SESSION]).output().unwrap();
         String::from_utf8_lossy(&o.stdout).to_string()
     };
     wait_for("the shell ran it", T, || screen().contains("quick-start-42"));

@@ -101,7 +101,7 @@ fn lifecycle(kind: Kind, test: &str) {
     assert_eq!(woke(&r, &id3), "resume");
 
     let sock = r.e.socket("agent");
-    peerspool::tmux::Tmux::new(sock).kill_server_blocking();
+    peerspool::session::tmux::Tmux::new(sock).kill_server_blocking();
     wait_for("the death noticed", Duration::from_secs(20), || r.e.lifecycle().contains("event=death"));
     let id4 = r.e.send("agent", "fourth, after a kill");
     let got = r.await_reply(&id4, TURN);

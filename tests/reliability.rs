@@ -80,7 +80,7 @@ fn crash_burst(tasks: usize, kills: usize) {
     let mut mangled = 0;
     for m in e.received("w") {
         let msg = m["text"].as_str().unwrap_or_default();
-        let Some((h, body)) = peerspool::agent::parse_header(msg) else {
+        let Some((h, body)) = peerspool::demo::agent::parse_header(msg) else {
             mangled += 1;
             continue;
         };
@@ -305,7 +305,7 @@ fn hostile_files_are_failed_with_specific_reasons() {
         .collect();
     let mut by_code: BTreeMap<String, usize> = BTreeMap::new();
     for (name, code) in &cases {
-        let stem = if peerspool::format::safe_file_name(name) { name.to_string() } else { name.replace(['\n', '/'], "_").replace("..", "__") };
+        let stem = if peerspool::queue::format::safe_file_name(name) { name.to_string() } else { name.replace(['\n', '/'], "_").replace("..", "__") };
         let stem = stem.trim_end_matches(".json");
         let (_, err) = errors.iter().find(|(n, _)| n.starts_with(stem)).unwrap_or_else(|| panic!("no .error for {name:?}: {errors:?}"));
         assert!(err.starts_with(&format!("{code}: ")), "{name:?}: expected {code}, got {err:?}");
@@ -398,7 +398,7 @@ fn a_session_cannot_send_as_another_peer() {
     let out = e.cmd(&["send", "c", "who am i", "--from", "b"]).env("PEERSPOOL_PEER", "a").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     wait_for("delivered", T, || e.received("c").len() == 1);
-    let (h, _) = peerspool::agent::parse_header(e.received("c")[0]["text"].as_str().unwrap()).unwrap();
+    let (h, _) = peerspool::demo::agent::parse_header(e.received("c")[0]["text"].as_str().unwrap()).unwrap();
     assert_eq!(h.from, "a", "the outbox owner, not --from");
 }
 

@@ -8,7 +8,7 @@
 //! `<path>: rejected <code>: <detail>`; exit 0 all ok, 1 any rejected,
 //! 2 usage error.
 
-use peerspool::format::Reject;
+use peerspool::queue::format::Reject;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -547,7 +547,7 @@ fn file_level_rejections() {
     fs::set_permissions(&p, fs::Permissions::from_mode(0o664)).unwrap();
     add("group-writable (umask 002) is fine", "task", p, vec![], None);
 
-    let limit = peerspool::format::DEFAULT_MAX_BYTES as usize;
+    let limit = peerspool::queue::format::DEFAULT_MAX_BYTES as usize;
     add(
         "exactly the 1 MiB limit",
         "task",
@@ -740,11 +740,11 @@ fn spec_daemon_section_names_what_the_code_uses() {
     for h in ["Delivery envelope", "Outbox routing", "Inbox", "Turn-end marker", "fsync", "Trust model"] {
         assert!(daemon.contains(h), "daemon section lacks {h:?}");
     }
-    let marker = format!("outbox/new/{}", peerspool::hook::TURN_END);
+    let marker = format!("outbox/new/{}", peerspool::session::hook::TURN_END);
     assert!(daemon.contains(&marker), "SPEC must name the turn-end marker {marker}");
     // The envelope header the spec shows is the one the daemon pastes.
-    let t = peerspool::format::parse_task(br#"{"text":"hi","from":"bob","topic":"t"}"#, "x1").unwrap();
-    let head = peerspool::deliver::envelope(&t, None);
+    let t = peerspool::queue::format::parse_task(br#"{"text":"hi","from":"bob","topic":"t"}"#, "x1").unwrap();
+    let head = peerspool::session::deliver::envelope(&t, None);
     assert!(head.starts_with("[peerspool task x1 from bob topic \"t\"]\n"), "{head:?}");
     assert!(daemon.contains("[peerspool task <id> from <from>"), "SPEC must show the envelope header");
 }
@@ -1004,7 +1004,7 @@ fn inbox_example_roundtrips_through_the_code_and_the_schema() {
             "{}",
             f.display()
         );
-        let msg = peerspool::format::parse_inbox(&bytes)
+        let msg = peerspool::queue::format::parse_inbox(&bytes)
             .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let back = serde_json::to_value(&msg).unwrap();
         assert_eq!(
@@ -1023,11 +1023,11 @@ fn schema_rules_match_the_code() {
     assert_eq!(defs["name"]["pattern"], "^[a-z0-9][a-z0-9_-]{0,62}$");
     assert_eq!(
         defs["topic"]["maxLength"],
-        peerspool::format::MAX_TOPIC_CHARS as u64
+        peerspool::queue::format::MAX_TOPIC_CHARS as u64
     );
     assert_eq!(
         defs["id"]["maxLength"],
-        peerspool::format::MAX_ID_CHARS as u64
+        peerspool::queue::format::MAX_ID_CHARS as u64
     );
     for k in ["outbox", "inbox"] {
         assert_eq!(
@@ -1077,12 +1077,12 @@ fn schema_rules_match_the_code() {
     for s in &samples {
         assert_eq!(
             name(s),
-            peerspool::names::is_valid(s),
+            peerspool::queue::names::is_valid(s),
             "name pattern vs names::is_valid on {s:?}"
         );
         assert_eq!(
             id(s),
-            peerspool::format::valid_id(s),
+            peerspool::queue::format::valid_id(s),
             "id rule vs format::valid_id on {s:?}"
         );
         assert_eq!(

@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use peerspool::spool;
+use peerspool::queue::spool;
 use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
@@ -44,7 +44,7 @@ fn concurrent_senders_produce_unique_ordered_files() {
     assert_eq!(std::fs::read_dir(e.peer_dir("sink").join("spool/tmp")).unwrap().count(), 0, "no staging leftovers");
     let mut last = [-1i32; 8];
     for n in &names {
-        let t = peerspool::format::parse_task(&std::fs::read(new.join(n)).unwrap(), n.trim_end_matches(".json")).unwrap();
+        let t = peerspool::queue::format::parse_task(&std::fs::read(new.join(n)).unwrap(), n.trim_end_matches(".json")).unwrap();
         let (k, i) = t.text.split_once(' ').unwrap();
         let k: usize = k[1..].parse().unwrap();
         let i: i32 = i.parse().unwrap();
@@ -204,7 +204,7 @@ fn stdin_text_and_status_json() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let t = peerspool::format::parse_task(&std::fs::read(e.peer_dir("p").join(format!("spool/new/{id}.json"))).unwrap(), &id).unwrap();
+    let t = peerspool::queue::format::parse_task(&std::fs::read(e.peer_dir("p").join(format!("spool/new/{id}.json"))).unwrap(), &id).unwrap();
     assert_eq!((t.text.as_str(), t.topic.as_deref(), t.from.as_str()), ("from stdin ✓\n", Some("t1"), "tester"));
     let st: serde_json::Value = serde_json::from_str(&e.ok(&["status", "--json"])).unwrap();
     assert_eq!(st["daemon"]["running"], false);

@@ -95,7 +95,7 @@ fn a_long_silent_turn_is_not_reaped_as_idle() {
     let reap = l.lines().find(|x| x.contains("event=reap cause=idle")).unwrap();
     let d = e.delivery();
     let ended = line_for(&d, "event=turn-end", &id).expect("the turn's end is logged");
-    let ms = |l: &str| ts(l).strip_prefix("ts=").and_then(peerspool::runtime::transcript::parse_rfc3339).map(peerspool::state::ms).unwrap_or(0);
+    let ms = |l: &str| ts(l).strip_prefix("ts=").and_then(peerspool::session::runtime::transcript::parse_rfc3339).map(peerspool::daemon::state::ms).unwrap_or(0);
     assert!(ms(reap) >= ms(ended) + 1000, "idle counts from the end of the turn:\n{ended}\n{reap}");
 }
 

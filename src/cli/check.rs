@@ -1,7 +1,7 @@
 use clap::{Subcommand, ValueEnum};
-use peerspool::format::{parse_outbox, parse_task};
-use peerspool::profile::Profile;
-use peerspool::spool::{read_checked, Limits};
+use peerspool::queue::format::{parse_outbox, parse_task};
+use peerspool::registry::profile::Profile;
+use peerspool::queue::spool::{read_checked, Limits};
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand, Debug)]

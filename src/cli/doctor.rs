@@ -1,6 +1,6 @@
-use peerspool::profile::Profile;
+use peerspool::registry::profile::Profile;
 use peerspool::root::Root;
-use peerspool::tmux::Tmux;
+use peerspool::session::tmux::Tmux;
 
 fn read_num(p: &str) -> Option<u64> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
@@ -48,7 +48,7 @@ fn var(p: Option<&Profile>, k: &str) -> Option<String> {
 /// The profile for a peer-less check: nothing but the environment.
 fn dirs(p: Option<&Profile>, var: &str, fallback: &str) -> std::path::PathBuf {
     match p {
-        Some(p) => peerspool::runtime::session_dir(p, var, fallback),
+        Some(p) => peerspool::session::runtime::session_dir(p, var, fallback),
         None => std::env::var_os(var)
             .filter(|v| !v.is_empty())
             .map(std::path::PathBuf::from)
@@ -67,7 +67,7 @@ fn claude_login(p: Option<&Profile>) -> (bool, String) {
     let base = var(p, "ANTHROPIC_BASE_URL").map(|u| format!(", endpoint {u}")).unwrap_or_default();
     if let Some(k) = ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"].into_iter().find(|k| var(p, k).is_some()) {
         let key = var(p, k).unwrap_or_default();
-        let home = p.map(peerspool::runtime::session_home).unwrap_or_else(|| std::env::var_os("HOME").unwrap_or_default().into());
+        let home = p.map(peerspool::session::runtime::session_home).unwrap_or_else(|| std::env::var_os("HOME").unwrap_or_default().into());
         let state = home.join(".claude.json");
         let approved = std::fs::read_to_string(&state)
             .ok()
@@ -152,7 +152,7 @@ pub fn run(root: &Root) -> anyhow::Result<i32> {
                 if let Err(e) = peerspool::root::check_private(&pp.dir) {
                     line(Some(false), "peer dir", e.to_string());
                 }
-                if let Err(e) = peerspool::profile::Profile::load(&pp.profile()) {
+                if let Err(e) = peerspool::registry::profile::Profile::load(&pp.profile()) {
                     line(Some(false), "peer.json", e.to_string());
                 }
             }
@@ -161,7 +161,7 @@ pub fn run(root: &Root) -> anyhow::Result<i32> {
     } else {
         line(None, "root", format!("{} does not exist yet (created by `peer add` or the daemon)", root.path.display()));
     }
-    match peerspool::lock::running(root) {
+    match peerspool::daemon::lock::running(root) {
         Some(pid) => {
             line(Some(true), "daemon", format!("running (pid {pid})"));
             let polled = std::fs::read_to_string(root.state_dir().join(peerspool::daemon::WATCH_FALLBACK)).unwrap_or_default();
@@ -176,7 +176,7 @@ pub fn run(root: &Root) -> anyhow::Result<i32> {
         .iter()
         .filter_map(|name| Some((name.clone(), Profile::load(&root.peer(name).ok()?.profile()).ok()?)))
         .collect();
-    for (rt, env) in [("claude", peerspool::runtime::claude::BIN_ENV), ("codex", peerspool::runtime::codex::BIN_ENV)] {
+    for (rt, env) in [("claude", peerspool::session::runtime::claude::BIN_ENV), ("codex", peerspool::session::runtime::codex::BIN_ENV)] {
         let users: Vec<&(String, Profile)> = profiles.iter().filter(|(_, p)| p.runtime.as_str() == rt).collect();
         let needed = !users.is_empty();
         let bin = std::env::var(env).ok().filter(|b| !b.is_empty()).unwrap_or_else(|| rt.into());

@@ -1,7 +1,7 @@
 use clap::{Args, Subcommand};
-use peerspool::profile::Profile;
+use peerspool::registry::profile::Profile;
 use peerspool::root::Root;
-use peerspool::runtime::hooks;
+use peerspool::install::hooks;
 use peerspool::Error;
 use std::path::PathBuf;
 
@@ -42,7 +42,7 @@ fn target(root: &Root, a: &HooksArgs) -> anyhow::Result<PathBuf> {
     Ok(match (a.runtime.as_str(), prof) {
         ("claude", Some(p)) => hooks::claude_settings(&p.cwd),
         ("claude", None) => hooks::claude_settings(&std::env::current_dir()?),
-        (_, Some(p)) => peerspool::runtime::session_dir(&p, "CODEX_HOME", ".codex").join("config.toml"),
+        (_, Some(p)) => peerspool::session::runtime::session_dir(&p, "CODEX_HOME", ".codex").join("config.toml"),
         (_, None) => {
             let home = std::env::var_os("CODEX_HOME").filter(|v| !v.is_empty()).map(PathBuf::from);
             let home = home.or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".codex")));

@@ -1,7 +1,7 @@
 use clap::{Args, Subcommand};
-use peerspool::inbox::{self, Entry};
+use peerspool::queue::inbox::{self, Entry};
 use peerspool::root::Root;
-use peerspool::{logfmt, names, Error};
+use peerspool::{logfmt, queue::names, Error};
 use serde_json::json;
 
 #[derive(Subcommand, Debug)]

@@ -1,9 +1,9 @@
 use clap::Args;
-use peerspool::format::OutMsg;
+use peerspool::queue::format::OutMsg;
 use peerspool::root::Root;
-use peerspool::send::{self, Opts};
-use peerspool::wait::{self, Outcome, Verdicts};
-use peerspool::{names, state::PeerState, Error};
+use peerspool::queue::send::{self, Opts};
+use peerspool::queue::wait::{self, Outcome, Verdicts};
+use peerspool::{queue::names, daemon::state::PeerState, Error};
 use std::time::Duration;
 
 #[derive(Args, Debug)]
@@ -49,20 +49,20 @@ pub struct ReplyArgs {
 
 /// The task `id` this peer received, from its spool (`cur/`, then
 /// `done/`; by file name first, then by the id inside).
-fn received_task(root: &Root, me: &str, id: &str) -> anyhow::Result<peerspool::format::Task> {
+fn received_task(root: &Root, me: &str, id: &str) -> anyhow::Result<peerspool::queue::format::Task> {
     names::check("--task", id)?;
     let p = root.peer(me)?;
-    let lim = peerspool::spool::Limits::default();
+    let lim = peerspool::queue::spool::Limits::default();
     let parse = |dir: &std::path::Path, name: &str| {
         let stem = name.strip_suffix(".json").unwrap_or(name);
-        peerspool::spool::read_checked(&dir.join(name), &lim).ok().and_then(|b| peerspool::format::parse_task(&b, stem).ok())
+        peerspool::queue::spool::read_checked(&dir.join(name), &lim).ok().and_then(|b| peerspool::queue::format::parse_task(&b, stem).ok())
     };
     for sub in ["cur", "done"] {
         let dir = p.spool_sub(sub);
         if let Some(t) = parse(&dir, &format!("{id}.json")).filter(|t| t.id == id) {
             return Ok(t);
         }
-        let names = peerspool::spool::list(&dir).unwrap_or_default();
+        let names = peerspool::queue::spool::list(&dir).unwrap_or_default();
         if let Some(t) = names.iter().filter_map(|n| parse(&dir, n)).find(|t| t.id == id) {
             return Ok(t);
         }
@@ -156,7 +156,7 @@ pub fn reply(root: &Root, a: ReplyArgs) -> anyhow::Result<i32> {
     let answered = a.task.as_deref().map(|id| received_task(root, &me, id)).transpose()?;
     let text = send::read_text(a.text.as_deref(), &mut std::io::stdin())?;
     let cur = match answered {
-        Some(t) => Some(peerspool::state::Current { id: t.id, from: t.from, reply_to: t.reply_to, topic: t.topic }),
+        Some(t) => Some(peerspool::daemon::state::Current { id: t.id, from: t.from, reply_to: t.reply_to, topic: t.topic }),
         None => PeerState::new(root, &me).current(),
     };
     let to = match (a.to, &cur) {

@@ -1,5 +1,9 @@
 //! The command line: clap definitions and dispatch. Each verb's work lives
 //! in the library; this layer adds context and exit codes.
+//!
+//! Owns: argument parsing, one-line errors with the next step, exit codes
+//! and rendering. It may not hold decisions or file formats of its own:
+//! those live in the library, where the tests and benches use them too.
 
 mod check;
 mod doctor;
@@ -208,7 +212,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Log(a) => ops::log(&root, a),
         Cmd::Hook(c) => ops::hook(&root, c),
         Cmd::Hooks(c) => hooks::run(&root, c),
-        Cmd::Agent(a) => Ok(peerspool::agent::run(&a.into())),
+        Cmd::Agent(a) => Ok(peerspool::demo::agent::run(&a.into())),
         Cmd::Service(c) => service::run(&root, c),
         Cmd::Generate(c) => generate::run(c),
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 pub fn daemon(root: Root) -> anyhow::Result<i32> {
     // Without tmux no session can start: refuse instead of failing every wake.
-    if let Some(t) = peerspool::preflight::missing_tmux() {
+    if let Some(t) = peerspool::session::preflight::missing_tmux() {
         return Err(Error::Refused(format!("tmux ({t}) is not on PATH: install tmux (apt-get install tmux, brew install tmux) or set PEERSPOOL_TMUX; the daemon did not start")).into());
     }
     let _ = tracing_subscriber::fmt()
@@ -35,7 +35,7 @@ pub fn attach(root: &Root, peer: &str) -> anyhow::Result<i32> {
     if !root.is_peer(peer) {
         return Err(Error::UnknownPeer(peer.into()).into());
     }
-    let t = peerspool::tmux::Tmux::new(root.tmux_socket(peer));
+    let t = peerspool::session::tmux::Tmux::new(root.tmux_socket(peer));
     if !t.alive_blocking() {
         anyhow::bail!("peer {peer:?} is asleep: no live session to attach to (send it a task to wake it)");
     }
@@ -43,14 +43,14 @@ pub fn attach(root: &Root, peer: &str) -> anyhow::Result<i32> {
         return Err(Error::Usage(format!(
             "attach needs a terminal (stdin is not a tty); to read the screen instead: tmux -S {} capture-pane -p -t {}",
             t.socket.display(),
-            peerspool::tmux::SESSION
+            peerspool::session::tmux::SESSION
         ))
         .into());
     }
     let st = std::process::Command::new("tmux")
         .arg("-S")
         .arg(&t.socket)
-        .args(["attach-session", "-t", peerspool::tmux::SESSION])
+        .args(["attach-session", "-t", peerspool::session::tmux::SESSION])
         .status()
         .context("running tmux attach")?;
     Ok(if st.success() { 0 } else { 1 })
@@ -140,12 +140,12 @@ pub enum HookCmd {
 
 pub fn hook(root: &Root, c: HookCmd) -> anyhow::Result<i32> {
     let HookCmd::TurnEnd { peer, if_peer, event: _ } = c;
-    let peer = peer.or_else(peerspool::send::session_peer);
+    let peer = peer.or_else(peerspool::queue::send::session_peer);
     if peer.is_none() && if_peer {
         return Ok(0);
     }
     let peer = peer.ok_or_else(|| Error::Usage("no peer: run inside a session or pass --peer".into()))?;
-    peerspool::hook::turn_end(root, &peer)?;
+    peerspool::session::hook::turn_end(root, &peer)?;
     Ok(0)
 }
 
@@ -177,8 +177,8 @@ pub struct AgentArgs {
     pub stamp: bool,
 }
 
-impl From<AgentArgs> for peerspool::agent::Options {
+impl From<AgentArgs> for peerspool::demo::agent::Options {
     fn from(a: AgentArgs) -> Self {
-        peerspool::agent::Options { log: a.log, reply: a.reply, turn_end: a.turn_end, exit_after: a.exit_after, resumed: a.resumed, reply_cli: a.reply_cli, work_ms: a.work_ms, stamp: a.stamp }
+        peerspool::demo::agent::Options { log: a.log, reply: a.reply, turn_end: a.turn_end, exit_after: a.exit_after, resumed: a.resumed, reply_cli: a.reply_cli, work_ms: a.work_ms, stamp: a.stamp }
     }
 }

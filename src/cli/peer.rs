@@ -1,5 +1,5 @@
 use clap::{Args, Subcommand};
-use peerspool::profile::{Envelope, Profile, RuntimeKind, WakePolicy};
+use peerspool::registry::profile::{Envelope, Profile, RuntimeKind, WakePolicy};
 use peerspool::root::Root;
 use peerspool::Error;
 use std::path::PathBuf;
@@ -103,9 +103,9 @@ pub fn run(root: &Root, c: PeerCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         PeerCmd::Rm { name, force } => {
-            let r = peerspool::remove::remove(root, &name, force)?;
+            let r = peerspool::registry::remove::remove(root, &name, force)?;
             if r.daemon_released == Some(false) {
-                eprintln!("peerspool: warning: the daemon did not let go of {name} within {}s; its session was ended here", peerspool::remove::DAEMON_GRACE.as_secs());
+                eprintln!("peerspool: warning: the daemon did not let go of {name} within {}s; its session was ended here", peerspool::registry::remove::DAEMON_GRACE.as_secs());
             }
             match r.tasks {
                 0 => println!("removed peer {name}"),
@@ -159,11 +159,11 @@ fn add(root: &Root, a: AddArgs) -> anyhow::Result<i32> {
     for w in warnings {
         eprintln!("peerspool: warning: peer {}: {w}", a.name);
     }
-    if let Some(prog) = program(&pr).filter(|p| !peerspool::preflight::on_path(p, std::env::var_os("PATH").as_deref())) {
+    if let Some(prog) = program(&pr).filter(|p| !peerspool::session::preflight::on_path(p, std::env::var_os("PATH").as_deref())) {
         eprintln!("peerspool: warning: peer {}: program {prog:?} is not on PATH: install it, or give its full path (the daemon's PATH may differ from yours)", a.name);
     }
     root.ensure_peer_dirs(&p)?;
-    peerspool::state::replace_file(&p.profile(), pr.to_json().as_bytes())?;
+    peerspool::daemon::state::replace_file(&p.profile(), pr.to_json().as_bytes())?;
     println!("added peer {} ({}, {})", a.name, pr.runtime.as_str(), pr.cwd.display());
     Ok(0)
 }
@@ -184,7 +184,7 @@ fn expand_home(p: &std::path::Path) -> anyhow::Result<PathBuf> {
 fn program(pr: &Profile) -> Option<String> {
     match pr.runtime {
         RuntimeKind::Command => pr.command.as_ref().and_then(|c| c.first().cloned()),
-        RuntimeKind::Claude => Some(peerspool::runtime::program_and_extras(pr, peerspool::runtime::claude::BIN_ENV, "claude").0),
-        RuntimeKind::Codex => Some(peerspool::runtime::program_and_extras(pr, peerspool::runtime::codex::BIN_ENV, "codex").0),
+        RuntimeKind::Claude => Some(peerspool::session::runtime::program_and_extras(pr, peerspool::session::runtime::claude::BIN_ENV, "claude").0),
+        RuntimeKind::Codex => Some(peerspool::session::runtime::program_and_extras(pr, peerspool::session::runtime::codex::BIN_ENV, "codex").0),
     }
 }

@@ -1,11 +1,11 @@
 //! `peerspool service install|uninstall|status`: the per-user service for
 //! installs without a package (cargo install). The files come from
-//! `peerspool::service`; this layer talks to systemctl / launchctl.
+//! `peerspool::install::service`; this layer talks to systemctl / launchctl.
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use peerspool::root::Root;
-use peerspool::service::{self, Written};
+use peerspool::install::service::{self, Written};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -242,7 +242,7 @@ fn status(root: &Root, a: ManagerArg) -> anyhow::Result<i32> {
             Err(why) => println!("launchd: not loaded ({why})"),
         },
     }
-    match peerspool::lock::running(root) {
+    match peerspool::daemon::lock::running(root) {
         Some(pid) => println!("daemon: running (pid {pid}) on {}", root.path.display()),
         None => println!("daemon: not running on {}", root.path.display()),
     }

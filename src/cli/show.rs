@@ -1,7 +1,7 @@
 //! `peerspool show ID`: one message's story, from the files and the logs.
 
 use clap::Args;
-use peerspool::receipt::{self, Story};
+use peerspool::queue::receipt::{self, Story};
 use peerspool::root::Root;
 
 #[derive(Args, Debug)]
@@ -17,7 +17,7 @@ pub struct ShowArgs {
 const MAX_MESSAGES: usize = 64;
 
 pub fn load(root: &Root, id: &str) -> anyhow::Result<Story> {
-    if !peerspool::format::valid_id(id) {
+    if !peerspool::queue::format::valid_id(id) {
         return Err(peerspool::Error::Usage(format!("{id:?} is not a message id (1-200 printable characters without / or whitespace)")).into());
     }
     let keep = peerspool::config::from_env().0.log_keep;

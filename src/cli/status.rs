@@ -1,9 +1,9 @@
 use clap::Args;
-use peerspool::profile::{Profile, WakePolicy};
+use peerspool::registry::profile::{Profile, WakePolicy};
 use peerspool::root::Root;
-use peerspool::state::{now_ms, PeerState};
-use peerspool::tmux::Tmux;
-use peerspool::{spool, Error};
+use peerspool::daemon::state::{now_ms, PeerState};
+use peerspool::session::tmux::Tmux;
+use peerspool::{queue::spool, Error};
 use serde_json::json;
 
 #[derive(Args, Debug)]
@@ -52,7 +52,7 @@ pub(super) fn peer_status(root: &Root, name: &str) -> anyhow::Result<serde_json:
 }
 
 /// The session's turn and a task held for it, with ages.
-fn turn_json(t: &peerspool::state::TurnView, now: u64) -> serde_json::Value {
+fn turn_json(t: &peerspool::daemon::state::TurnView, now: u64) -> serde_json::Value {
     let mut v = json!({"state": t.state, "for_secs": now.saturating_sub(t.since_ms) / 1000});
     if let Some(w) = &t.waiting {
         v["waiting"] = json!({"task": w.task, "why": w.why, "for_secs": now.saturating_sub(w.since_ms) / 1000});
@@ -101,7 +101,7 @@ fn watch(root: &Root, a: &StatusArgs) -> anyhow::Result<i32> {
 /// The status report as printed, for `run` and `--watch`.
 fn render(root: &Root, as_json: bool) -> anyhow::Result<String> {
     use std::fmt::Write;
-    let pid = peerspool::lock::running(root);
+    let pid = peerspool::daemon::lock::running(root);
     let peers = root.peer_names()?.iter().map(|n| peer_status(root, n)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut o = String::new();
     if as_json {

@@ -10,8 +10,8 @@
 use clap::Args;
 use crossterm::{cursor, execute, terminal};
 use peerspool::root::Root;
-use peerspool::state::{now_ms, PeerState};
-use peerspool::{receipt, spool};
+use peerspool::daemon::state::{now_ms, PeerState};
+use peerspool::{queue::receipt, queue::spool};
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
@@ -188,7 +188,7 @@ impl App {
         let names = self.root.peer_names().unwrap_or_default();
         self.rows = names.iter().filter_map(|n| peer_row(&self.root, n, now).ok()).collect();
         self.messages = last_messages(&self.root, 200);
-        self.daemon = match peerspool::lock::running(&self.root) {
+        self.daemon = match peerspool::daemon::lock::running(&self.root) {
             Some(pid) => format!("daemon running (pid {pid})"),
             None => "daemon NOT running".into(),
         };

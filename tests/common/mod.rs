@@ -198,7 +198,7 @@ impl Env {
         self.received(peer)
             .iter()
             .filter_map(|v| v["text"].as_str())
-            .filter_map(|t| peerspool::agent::parse_header(t).map(|(_, b)| b))
+            .filter_map(|t| peerspool::demo::agent::parse_header(t).map(|(_, b)| b))
             .collect()
     }
 
@@ -215,7 +215,7 @@ impl Env {
     }
 
     pub fn session_alive(&self, peer: &str) -> bool {
-        peerspool::tmux::Tmux::new(self.socket(peer)).alive_blocking()
+        peerspool::session::tmux::Tmux::new(self.socket(peer)).alive_blocking()
     }
 
     pub fn daemon_stderr(&self) -> String {
@@ -241,7 +241,7 @@ impl Drop for Env {
     fn drop(&mut self) {
         self.kill_daemon();
         for p in &self.peers {
-            peerspool::tmux::Tmux::new(self.socket(p)).kill_server_blocking();
+            peerspool::session::tmux::Tmux::new(self.socket(p)).kill_server_blocking();
         }
         if std::thread::panicking() {
             eprintln!("--- daemon stderr ---\n{}", self.daemon_stderr());

@@ -219,7 +219,7 @@ impl Drop for Real {
         }
         self.e.kill_daemon();
         for p in &self.peers {
-            peerspool::tmux::Tmux::new(self.e.socket(p)).kill_server_blocking();
+            peerspool::session::tmux::Tmux::new(self.e.socket(p)).kill_server_blocking();
         }
         for sig in [libc::SIGTERM, libc::SIGKILL] {
             let pids = Real::our_pids(&self.e.root);

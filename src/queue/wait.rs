@@ -1,0 +1,190 @@
+//! `send --wait`: block until the reply to a task lands in an inbox, or
+//! the daemon gives its verdict on the task first. Event-driven (notify)
+//! with the directory listing as the truth.
+//!
+//! Only events that can mean "a file arrived" wake the waiter: inotify
+//! also reports the waiter's own opening of the directory it lists, and
+//! reacting to that turned every listing into the next wake-up (a core
+//! spinning on an empty inbox).
+
+use crate::daemon::state::PeerState;
+use crate::daemon::watch::classify;
+use crate::error::{Error, Result};
+use crate::queue::format::{parse_inbox, InboxMsg};
+use crate::queue::spool::{self, Limits};
+use notify::{RecursiveMode, Watcher};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How a wait ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Reply(InboxMsg),
+    /// The daemon moved the task to `failed/`; the `.error` line.
+    Failed(String),
+    /// The peer cannot be woken (wake failed, crash-loop, bad profile):
+    /// the daemon's reason from its state. The task stays queued.
+    Blocked(String),
+    TimedOut,
+    /// SIGINT/SIGTERM: the task stays queued, its reply will still come.
+    Interrupted,
+}
+
+/// Where the daemon records its verdict on a task, so a waiter need not
+/// sit out its whole timeout for a reply that cannot come.
+#[derive(Debug, Clone)]
+pub struct Verdicts {
+    /// `peers/<peer>/spool/failed/`
+    pub failed_dir: PathBuf,
+    /// The task's file name in the spool (`<id>.json`).
+    pub task_file: String,
+    pub state: PeerState,
+}
+
+/// A block already recorded when the wait began: the content and mtime.
+type BlockSnapshot = Option<(String, Option<SystemTime>)>;
+
+impl Verdicts {
+    fn block_mtime(&self) -> Option<SystemTime> {
+        std::fs::metadata(self.state.dir.join("blocked")).and_then(|m| m.modified()).ok()
+    }
+
+    fn snapshot(&self) -> BlockSnapshot {
+        self.state.blocked().map(|b| (b, self.block_mtime()))
+    }
+
+    /// The verdict, if the daemon has given one since `start`.
+    fn check(&self, start: &BlockSnapshot) -> Option<Outcome> {
+        let err = self.failed_dir.join(format!("{}.error", self.task_file));
+        if let Ok(reason) = std::fs::read_to_string(&err) {
+            return Some(Outcome::Failed(reason.trim().to_string()));
+        }
+        // A verdict only the operator can change ends a wait at once,
+        // however old it is.
+        if self.state.setup_block().is_some() {
+            return self.state.blocked().map(Outcome::Blocked);
+        }
+        let now = self.state.blocked()?;
+        match start {
+            // A block that was there before is news only when rewritten
+            // (the daemon retried the wake for this task and failed again),
+            // or when it is not one the daemon retries by itself.
+            Some((before, mtime)) if *before == now && *mtime == self.block_mtime() => {
+                (!now.starts_with("wake failed")).then_some(Outcome::Blocked(now))
+            }
+            _ => Some(Outcome::Blocked(now)),
+        }
+    }
+}
+
+/// Finds, consumes (moves to `../cur/`) and returns the reply to `id`.
+pub fn take_reply(new: &Path, id: &str, lim: &Limits) -> Option<InboxMsg> {
+    for name in spool::list(new).ok()? {
+        let path = new.join(&name);
+        let Ok(bytes) = spool::read_checked(&path, lim) else { continue };
+        let Ok(m) = parse_inbox(&bytes) else { continue };
+        if m.in_reply_to.as_deref() == Some(id) {
+            let cur = new.with_file_name("cur");
+            let _ = crate::root::mkdir_private(&cur);
+            let _ = spool::move_to(new, &cur, &name);
+            return Some(m);
+        }
+    }
+    None
+}
+
+/// Waits up to `timeout` for the reply to `id` in `inbox_dir/new/`.
+pub fn reply(inbox_dir: &Path, id: &str, timeout: Duration) -> Result<Option<InboxMsg>> {
+    match wait(inbox_dir, id, timeout, None, None)? {
+        Outcome::Reply(m) => Ok(Some(m)),
+        _ => Ok(None),
+    }
+}
+
+enum Wake {
+    Fs,
+    Signal,
+}
+
+fn watch_err(dir: &Path, e: notify::Error) -> Error {
+    Error::io(dir, std::io::Error::other(e.to_string()))
+}
+
+/// SIGINT/SIGTERM caught from before the task is enqueued, so that no
+/// Ctrl-C leaves without saying where the task went.
+pub struct Interrupt(signal_hook::iterator::Signals);
+
+impl Interrupt {
+    pub fn install() -> Result<Interrupt> {
+        signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM]).map(Interrupt).map_err(|e| Error::io("<signals>", e))
+    }
+}
+
+/// Waits for the reply to `id`, the daemon's verdict (when `verdicts` is
+/// given), the timeout, or a signal caught by `interrupt`.
+pub fn wait(inbox_dir: &Path, id: &str, timeout: Duration, verdicts: Option<&Verdicts>, interrupt: Option<Interrupt>) -> Result<Outcome> {
+    let new = inbox_dir.join("new");
+    crate::root::mkdir_private(&new)?;
+    let (tx, rx) = mpsc::channel();
+    let fs_tx = tx.clone();
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let wanted = match &res {
+            Ok(ev) => ev.need_rescan() || classify(&ev.kind).is_some(),
+            Err(_) => true,
+        };
+        if wanted {
+            let _ = fs_tx.send(Wake::Fs);
+        }
+    })
+    .map_err(|e| watch_err(&new, e))?;
+    w.watch(&new, RecursiveMode::NonRecursive).map_err(|e| watch_err(&new, e))?;
+    if let Some(v) = verdicts {
+        // Missing directories (no daemon has run yet) are covered by the
+        // periodic re-check below.
+        let _ = w.watch(&v.failed_dir, RecursiveMode::NonRecursive);
+        let _ = w.watch(&v.state.dir, RecursiveMode::NonRecursive);
+    }
+    let _signals = interrupt.map(|mut s| {
+        let handle = s.0.handle();
+        // The loop keeps the signal pipe open until the guard closes it: a
+        // thread that ended after the first signal would leave close()
+        // writing into a pipe with no reader (SIGPIPE).
+        std::thread::spawn(move || {
+            for _ in s.0.forever() {
+                let _ = tx.send(Wake::Signal);
+            }
+        });
+        SignalsGuard(handle)
+    });
+    let start = verdicts.map(Verdicts::snapshot).unwrap_or(None);
+    let lim = Limits::default();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(m) = take_reply(&new, id, &lim) {
+            return Ok(Outcome::Reply(m));
+        }
+        if let Some(o) = verdicts.and_then(|v| v.check(&start)) {
+            return Ok(o);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Outcome::TimedOut);
+        }
+        // A periodic re-list covers filesystems that give no events.
+        match rx.recv_timeout(left.min(Duration::from_secs(5))) {
+            Ok(Wake::Signal) => return Ok(Outcome::Interrupted),
+            Ok(Wake::Fs) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(left.min(Duration::from_millis(500))),
+        }
+    }
+}
+
+/// Unregisters the signal handlers when the wait ends.
+struct SignalsGuard(signal_hook::iterator::Handle);
+
+impl Drop for SignalsGuard {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
