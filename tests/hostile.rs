@@ -229,6 +229,15 @@ fn symlinked_queue_and_peer_directories_are_refused() {
     }
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(e.lifecycle().matches("event=peer-refused").count(), 2, "logged once each");
+    // A writer refuses the same links, naming them, and writes nothing.
+    for (p, link) in [("q", &new), ("r", &rdir)] {
+        let out = e.run(&["send", p, "through a link"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{p}: send through a link succeeded");
+        assert!(err.trim().lines().count() == 1 && err.contains(&link.display().to_string()) && err.contains("symbolic link"), "{p}: {err}");
+    }
+    assert_eq!(names(&outside), ["victim.json"], "nothing written through the link");
+    assert!(names(&moved.join("spool/new")).is_empty(), "nothing written through the link");
     std::fs::remove_file(&new).unwrap();
     std::fs::create_dir(&new).unwrap();
     std::fs::set_permissions(&new, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();

@@ -118,6 +118,12 @@ fn syncfs_of(files: &[PathBuf]) -> Result<()> {
 /// Writes `bytes` durably into `new_dir/name` via `tmp_dir`: create
 /// exclusively (0600), write, fsync, rename, fsync the directory.
 pub fn write_atomic(tmp_dir: &Path, new_dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+    // A queue directory swapped for a link would take the task (and its
+    // rename) wherever the link points; the daemon refuses such a queue, so
+    // a writer must not report it delivered there.
+    for d in [tmp_dir, new_dir] {
+        refuse_linked_dir(d)?;
+    }
     let tmp = tmp_dir.join(name);
     let dst = new_dir.join(name);
     let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).at(&tmp)?;
@@ -128,6 +134,24 @@ pub fn write_atomic(tmp_dir: &Path, new_dir: &Path, name: &str, bytes: &[u8]) ->
     res?;
     fsync_dir(new_dir)?;
     Ok(dst)
+}
+
+/// Fails when `dir`, the queue holding it or that queue's owner (a peer's
+/// directory) is a symbolic link, or not a directory: the writer's side of
+/// the daemon's refusal.
+fn refuse_linked_dir(dir: &Path) -> Result<()> {
+    for d in dir.ancestors().take(3) {
+        match fs::symlink_metadata(d) {
+            Ok(md) if md.file_type().is_symlink() => {
+                return Err(Error::Unsafe { path: d.into(), reason: "is a symbolic link, which peerspool never writes through".into(), fix: "replace it with a real directory (`peerspool doctor` lists what else is wrong)".into() })
+            }
+            Ok(md) if !md.is_dir() => {
+                return Err(Error::Unsafe { path: d.into(), reason: "is not a directory".into(), fix: "remove it; the daemon recreates the queue directories".into() })
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Message names in a directory, sorted (the delivery order).
