@@ -102,6 +102,29 @@ fn a_reply_loop_stops_at_max_hops_and_a_forged_count_changes_nothing() {
     assert_eq!(json_files(&env.root.join("inbox/tester/new")).len(), 2);
 }
 
+/// A script waiting on a task whose conversation the guard stopped hears
+/// so at once (exit 5, the notice on stderr), not at its timeout.
+#[test]
+fn send_wait_ends_with_the_notice_when_its_conversation_is_stopped() {
+    let mut env = Env::new();
+    env.var("PEERSPOOL_MAX_HOPS", "3").var("PEERSPOOL_SETTLE_SECS", "0.2");
+    env.add_peer("a", &PeerOpts { forward_to: Some("b".into()), ..Default::default() });
+    env.add_peer("b", &PeerOpts { forward_to: Some("a".into()), ..Default::default() });
+    env.start_daemon();
+    let t0 = Instant::now();
+    let out = env.run(&["send", "a", "--wait", "--timeout", "120", "--from", "tester", "ping"]);
+    let secs = t0.elapsed().as_secs_f64();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("send --wait ended after {secs:.1} s: {err}");
+    assert_eq!(out.status.code(), Some(5), "stderr: {err}");
+    assert!(err.contains("was stopped at hop 4 (max_hops 3)"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "a notice is not a reply");
+    assert!(secs < 100.0, "the wait sat out its timeout");
+    // The notice was consumed by the waiter, like a reply.
+    assert_eq!(json_files(&env.root.join("inbox/tester/new")).len(), 0);
+    assert_eq!(json_files(&env.root.join("inbox/tester/cur")).len(), 1);
+}
+
 #[test]
 fn the_pair_rate_holds_messages_with_a_reason_and_releases_them() {
     let mut env = Env::new();

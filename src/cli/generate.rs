@@ -44,6 +44,9 @@ usage error: bad arguments, unknown peer; nothing was written
 4
 \fBsend \-\-wait\fR: the peer cannot be woken (wake failed, crash\-loop block; the task stays queued)
 .TP
+5
+\fBsend \-\-wait\fR: the loop guard stopped the conversation the task started (its notice on stderr)
+.TP
 130
 \fBsend \-\-wait\fR interrupted (SIGINT/SIGTERM; the task stays queued, \fBpeerspool inbox read <id>\fR collects the reply)
 .PP

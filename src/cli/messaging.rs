@@ -22,7 +22,7 @@ pub struct SendArgs {
     /// Where replies go (default: the sender)
     #[arg(long)]
     pub reply_to: Option<String>,
-    /// Wait for the reply and print its text; ends early when the daemon fails the task (exit 3) or cannot wake the peer (exit 4)
+    /// Wait for the reply and print its text; ends early when the daemon fails the task (exit 3), cannot wake the peer (exit 4) or its conversation is stopped by the loop guard (exit 5)
     #[arg(long)]
     pub wait: bool,
     /// With --wait: give up after this many seconds (exit 1; the task stays queued)
@@ -74,6 +74,7 @@ fn received_task(root: &Root, me: &str, id: &str) -> anyhow::Result<peerspool::q
 pub const EXIT_TASK_FAILED: i32 = 3;
 pub const EXIT_PEER_BLOCKED: i32 = 4;
 pub const EXIT_INTERRUPTED: i32 = 130;
+pub const EXIT_LOOP_STOPPED: i32 = 5;
 
 fn timeout(secs: f64) -> Result<Duration, Error> {
     Duration::try_from_secs_f64(secs)
@@ -130,6 +131,10 @@ pub fn send(root: &Root, a: SendArgs) -> anyhow::Result<i32> {
                 println!();
             }
             Ok(0)
+        }
+        Outcome::Stopped(n) => {
+            eprintln!("{}", n.text.trim());
+            Ok(EXIT_LOOP_STOPPED)
         }
         Outcome::Failed(why) => {
             eprintln!("peerspool: task {id} failed: {why} (see {})", verdicts.failed_dir.display());

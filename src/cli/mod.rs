@@ -41,7 +41,8 @@ pub enum Cmd {
     /// Enqueue a task for a peer and print its id
     #[command(after_help = "Exit status: 0 sent (with --wait: the reply is on stdout); 1 failure, or no reply within \
 --timeout; 2 usage error (nothing was written); with --wait also 3 the daemon failed the task (reason on stderr), \
-4 the peer cannot be woken (reason on stderr), 130 interrupted. After 1, 4 and 130 the task stays queued: \
+4 the peer cannot be woken (reason on stderr), 5 the loop guard stopped the conversation it started (notice on \
+stderr), 130 interrupted. After 1, 4 and 130 the task stays queued: \
 `peerspool inbox read <id>` collects its reply later.")]
     Send(messaging::SendArgs),
     /// Inside a session: answer the task being worked on

@@ -175,10 +175,13 @@ pub struct AgentArgs {
     /// Add nanosecond CLOCK_REALTIME stamps to the log (for benchmarks)
     #[arg(long)]
     pub stamp: bool,
+    /// Send every answer to this peer (as a reply) instead of the sender
+    #[arg(long)]
+    pub forward_to: Option<String>,
 }
 
 impl From<AgentArgs> for peerspool::demo::agent::Options {
     fn from(a: AgentArgs) -> Self {
-        peerspool::demo::agent::Options { log: a.log, reply: a.reply, turn_end: a.turn_end, exit_after: a.exit_after, resumed: a.resumed, reply_cli: a.reply_cli, work_ms: a.work_ms, stamp: a.stamp }
+        peerspool::demo::agent::Options { log: a.log, reply: a.reply, turn_end: a.turn_end, exit_after: a.exit_after, resumed: a.resumed, reply_cli: a.reply_cli, work_ms: a.work_ms, stamp: a.stamp, forward_to: a.forward_to }
     }
 }

@@ -309,6 +309,8 @@ fn stage_one(
             in_reply_to: msg.in_reply_to.clone(),
             hops: Some(chain.hops),
             origin: Some(chain.origin.clone()),
+            notice: None,
+            chain: None,
             text: msg.text.clone(),
         }),
     }

@@ -24,6 +24,10 @@ pub struct Options {
     /// Add CLOCK_REALTIME nanosecond stamps to each record (and a start
     /// record), so a benchmark can compare them with its writer's clock.
     pub stamp: bool,
+    /// Answer every message to this peer instead of its reply address
+    /// (still as a reply to it): an agent that hands each answer on, which
+    /// is how two agents end up in a loop the loop guard must stop.
+    pub forward_to: Option<String>,
 }
 
 /// When the parts of one message arrived (ns since the epoch).
@@ -148,7 +152,8 @@ fn respond(o: &Options, msg: &str) -> Result<(), String> {
             return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
         }
     } else {
-        let m = OutMsg { to: h.reply_to.clone(), text, reply_to: None, topic: None, in_reply_to: Some(h.id) };
+        let to = o.forward_to.clone().unwrap_or_else(|| h.reply_to.clone());
+        let m = OutMsg { to, text, reply_to: None, topic: None, in_reply_to: Some(h.id) };
         crate::queue::send::outbox(&root, &me, &m).map_err(|e| e.to_string())?;
     }
     if o.turn_end {

@@ -158,6 +158,12 @@ pub struct InboxMsg {
     pub hops: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// Set on the daemon's notices (`loop-limit`); `chain` names the task
+    /// that started the conversation it is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
     pub text: String,
 }
 
@@ -283,6 +289,8 @@ pub fn parse_inbox(bytes: &[u8]) -> Result<InboxMsg, Reject> {
         in_reply_to: id_field(&m, "in_reply_to")?,
         hops: None,
         origin: None,
+        notice: name_field(&m, "notice")?,
+        chain: id_field(&m, "chain")?,
         text,
     })
 }

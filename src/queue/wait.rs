@@ -21,6 +21,9 @@ use std::time::{Duration, Instant, SystemTime};
 #[derive(Debug)]
 pub enum Outcome {
     Reply(InboxMsg),
+    /// The loop guard stopped the conversation this task started before a
+    /// reply came back: the daemon's notice.
+    Stopped(InboxMsg),
     /// The daemon moved the task to `failed/`; the `.error` line.
     Failed(String),
     /// The peer cannot be woken (wake failed, crash-loop, bad profile):
@@ -78,17 +81,19 @@ impl Verdicts {
     }
 }
 
-/// Finds, consumes (moves to `../cur/`) and returns the reply to `id`.
-pub fn take_reply(new: &Path, id: &str, lim: &Limits) -> Option<InboxMsg> {
+/// Finds, consumes (moves to `../cur/`) and returns the reply to `id`, or
+/// the loop guard's notice that the conversation `id` started was stopped.
+pub fn take_reply(new: &Path, id: &str, lim: &Limits) -> Option<Outcome> {
     for name in spool::list(new).ok()? {
         let path = new.join(&name);
         let Ok(bytes) = spool::read_checked(&path, lim) else { continue };
         let Ok(m) = parse_inbox(&bytes) else { continue };
-        if m.in_reply_to.as_deref() == Some(id) {
+        let stopped = m.notice.as_deref() == Some(crate::daemon::hops::LOOP_LIMIT) && m.chain.as_deref() == Some(id);
+        if stopped || m.in_reply_to.as_deref() == Some(id) {
             let cur = new.with_file_name("cur");
             let _ = crate::root::mkdir_private(&cur);
             let _ = spool::move_to(new, &cur, &name);
-            return Some(m);
+            return Some(if stopped { Outcome::Stopped(m) } else { Outcome::Reply(m) });
         }
     }
     None
@@ -161,8 +166,8 @@ pub fn wait(inbox_dir: &Path, id: &str, timeout: Duration, verdicts: Option<&Ver
     let lim = Limits::default();
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(m) = take_reply(&new, id, &lim) {
-            return Ok(Outcome::Reply(m));
+        if let Some(o) = take_reply(&new, id, &lim) {
+            return Ok(o);
         }
         if let Some(o) = verdicts.and_then(|v| v.check(&start)) {
             return Ok(o);

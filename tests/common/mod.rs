@@ -29,6 +29,8 @@ pub struct PeerOpts {
     pub exit_after: Option<u64>,
     pub work_ms: u64,
     pub reply_cli: bool,
+    /// The test agent answers to this peer instead (`--forward-to`).
+    pub forward_to: Option<String>,
     /// Replace the agent argv entirely.
     pub argv: Option<Vec<String>>,
 }
@@ -99,6 +101,9 @@ impl Env {
         }
         if o.turn_end {
             agent.push("--turn-end".into());
+        }
+        if let Some(p) = &o.forward_to {
+            agent.extend(["--reply".into(), "--forward-to".into(), p.clone()]);
         }
         if let Some(n) = o.exit_after {
             agent.extend(["--exit-after".into(), n.to_string()]);
