@@ -500,3 +500,57 @@ fn a_queue_directory_swapped_for_a_symlink_while_running_is_refused() {
     assert!(!e.ok(&["status", "--json"]).contains("peer refused"));
     std::fs::remove_file(outside.join("victim.json")).unwrap();
 }
+
+/// Makes a directory refuse new entries for as long as it lives: mode
+/// 0500 for a normal user, the immutable attribute for root (whom modes do
+/// not stop). Dropped, even by a failing test, it undoes that.
+struct Unwritable(std::path::PathBuf);
+
+impl Unwritable {
+    fn new(dir: &Path) -> Unwritable {
+        let ok = if unsafe { libc::geteuid() } == 0 {
+            std::process::Command::new("chattr").arg("+i").arg(dir).status().is_ok_and(|s| s.success())
+        } else {
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o500)).is_ok()
+        };
+        assert!(ok, "cannot make {} unwritable", dir.display());
+        Unwritable(dir.into())
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).stderr(std::process::Stdio::null()).status();
+        let _ = std::fs::set_permissions(&self.0, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    }
+}
+
+/// A routing step that keeps failing (the recipient's `inbox/ops/new`
+/// refuses new files) is logged once, retried with backoff, said in
+/// `status`, and goes through exactly once when the directory is writable.
+#[test]
+fn a_routing_failure_is_logged_once_shown_and_retried_until_it_goes_through() {
+    let mut e = Env::new();
+    e.var("PEERSPOOL_SETTLE_SECS", "0.2");
+    e.add_peer("a", &PeerOpts::default());
+    e.start_daemon();
+    let inbox = e.root.join("inbox/ops");
+    for d in ["tmp", "new"] {
+        std::fs::create_dir_all(inbox.join(d)).unwrap();
+        std::fs::set_permissions(inbox.join(d), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    }
+    let new = inbox.join("new");
+    let lock = Unwritable::new(&new);
+    e.drop_outbox("a", "answer.json", br#"{"to":"ops","text":"the answer"}"#);
+    let errors = |e: &Env| e.delivery().lines().filter(|l| l.contains("event=route") && l.contains("outcome=error")).count();
+    wait_for("the failure logged", T, || errors(&e) >= 1);
+    // 1 s, 2 s: at least two retries in the next 3.5 s.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(errors(&e), 1, "the same failure logged again: {}", e.delivery());
+    let status = e.ok(&["status"]);
+    assert!(status.contains("outbox held: routing failed, retrying") && status.contains("inbox/ops"), "{status}");
+    drop(lock);
+    wait_for("routed once the directory is writable", Duration::from_secs(20), || e.count("a", "outbox/sent") == 1);
+    assert_eq!(names(&new).len(), 1, "delivered exactly once");
+    wait_for("status clear", T, || !e.ok(&["status"]).contains("outbox held"));
+}

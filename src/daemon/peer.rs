@@ -120,6 +120,9 @@ struct Peer {
     reconciled: Option<tokio::sync::oneshot::Sender<()>>,
     /// The live session's turn as last seen (see `peer::turns`).
     turns: turns::TurnWatch,
+    /// Routing that keeps failing (an unwritable `sent/` or recipient):
+    /// the last error, logged once, and the failures in a row (backoff).
+    route_error: Option<(String, u32)>,
 }
 
 /// How often (at most; the rescan interval if shorter) a peer prunes
@@ -183,6 +186,7 @@ pub fn spawn(sh: Arc<Shared>, name: String) -> crate::Result<Handle> {
         housekeep_ms: 0,
         reconciled: Some(tx_reconciled),
         turns: turns::TurnWatch::default(),
+        route_error: None,
     };
     let poke2 = poke.clone();
     let join = tokio::spawn(async move { p.run(poke2).await });

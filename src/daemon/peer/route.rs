@@ -57,7 +57,7 @@ impl Peer {
             let results = outbox::route_guarded(&self.sh.root, &self.name, &batch, &lim, &guard);
             let us = start.elapsed().as_micros().to_string();
             let n = batch.len().to_string();
-            let mut failed = false;
+            let mut failed: Option<String> = None;
             // One log write for the batch.
             let mut lines: Vec<Vec<(&str, String)>> = Vec::with_capacity(results.len());
             for (name, res) in results {
@@ -94,18 +94,28 @@ impl Peer {
                     }
                     Ok(Outcome::Gone) => {}
                     Err(e) => {
-                        failed = true;
-                        lines.push(vec![("event", "route".into()), ("file", name), ("outcome", "error".into()), ("error", e.to_string())]);
+                        let e = e.to_string();
+                        // The same failure again is not news: logged once.
+                        if self.route_error.as_ref().is_none_or(|(last, _)| *last != e) {
+                            lines.push(vec![("event", "route".into()), ("file", name), ("outcome", "error".into()), ("error", e.clone())]);
+                        }
+                        failed.get_or_insert(e);
                     }
                 }
             }
             self.deliveries(&lines);
-            if !batch.is_empty() {
-                self.st.set_held(held.as_deref());
-            }
-            if failed {
-                self.schedule(now_ms() + 1000);
+            if let Some(e) = failed {
+                // Retried with backoff (1 s doubling to a minute), and said
+                // in `status` until it goes through.
+                let n = self.route_error.as_ref().map_or(0, |(_, n)| n + 1);
+                self.st.set_held(Some(&format!("routing failed, retrying: {e}")));
+                self.route_error = Some((e, n));
+                self.schedule(now_ms() + (1000u64 << n.min(6)).min(60_000));
                 return;
+            }
+            if !batch.is_empty() {
+                self.route_error = None;
+                self.st.set_held(held.as_deref());
             }
             if blocked {
                 return;
