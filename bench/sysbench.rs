@@ -976,6 +976,13 @@ fn section_scale(o: &Opts, r: &mut Report) -> Res<()> {
             fs::rename(tmp.join(&nm), new.join(&nm)).map_err(|e| e.to_string())?;
         }
         let stage_s = t.elapsed().as_secs_f64();
+        // A queue that built up over time has been written back; one staged
+        // just now has not, and its writeback would be billed to the
+        // deliveries measured next (the bigger the queue, the longer).
+        let t = Instant::now();
+        // SAFETY: sync(2) has no preconditions.
+        unsafe { libc::sync() };
+        let sync_s = t.elapsed().as_secs_f64();
         // The stopped peer still takes one event per staged file; timing
         // starts once the daemon has digested them (its CPU time stood
         // still for 300 ms), or the backlog is billed to the deliveries.
@@ -1000,7 +1007,7 @@ fn section_scale(o: &Opts, r: &mut Report) -> Res<()> {
         }
         // The first delivery includes the wake; the rest are steady state.
         let per = stamps.windows(2).map(|w| ms(w[1].saturating_sub(w[0]))).collect::<Vec<_>>();
-        r.scale.push(ScaleReport { queued: n, measured: k, stage_s, digest_s, per_task: dist(&per) });
+        r.scale.push(ScaleReport { queued: n, measured: k, stage_s, sync_s, digest_s, per_task: dist(&per) });
         e.stop_daemon();
     }
     Ok(())
@@ -1075,6 +1082,8 @@ struct ScaleReport {
     queued: usize,
     measured: usize,
     stage_s: f64,
+    /// The `sync(2)` after staging, before anything is measured.
+    sync_s: f64,
     /// From the end of staging until the daemon was idle again.
     digest_s: f64,
     per_task: Dist,
@@ -1190,8 +1199,8 @@ fn table(r: &Report) -> String {
     }
     for s in &r.scale {
         t.push_str(&format!(
-            "| scaling: {} files queued, per-task claim+deliver (next {}) | p50 {:.2} ms, p99 {:.2} ms, mean {:.2} ms (staging took {:.1} s, the daemon's events after it {:.1} s) | flat |\n",
-            s.queued, s.measured, s.per_task.p50, s.per_task.p99, s.per_task.mean, s.stage_s, s.digest_s
+            "| scaling: {} files queued, per-task claim+deliver (next {}) | p50 {:.2} ms, p99 {:.2} ms, mean {:.2} ms (staging took {:.1} s, its sync {:.1} s, the daemon's events after it {:.1} s) | flat |\n",
+            s.queued, s.measured, s.per_task.p50, s.per_task.p99, s.per_task.mean, s.stage_s, s.sync_s, s.digest_s
         ));
     }
     for e in &r.errors {

@@ -67,6 +67,30 @@ pub struct LoadReport {
     /// Per durability mode: quiet, then with the writer.
     pub modes: Vec<(String, Dist, Dist)>,
     pub writer_runs: usize,
+    /// The round trip's durable writes alone, no daemon, no agent: quiet,
+    /// then with the writer (see `durable_floor`).
+    pub floor: Option<(Dist, Dist)>,
+}
+
+/// What a round trip cannot go below on this filesystem: its three
+/// durable hand-overs (the task by `send`, the answer by `reply`, the
+/// routed copy by the daemon), each a small file created in `tmp/`,
+/// fsynced, renamed into `new/` and the directory fsynced. In ms.
+fn durable_floor(dir: &Path, i: usize) -> Res<f64> {
+    let (tmp, new) = (dir.join("floor-tmp"), dir.join("floor-new"));
+    for d in [&tmp, &new] {
+        fs::create_dir_all(d).map_err(|e| e.to_string())?;
+    }
+    let body = [b'x'; 120];
+    let t = Instant::now();
+    for k in 0..3 {
+        let name = format!("{i:08}-{k}.json");
+        let mut f = fs::File::create(tmp.join(&name)).map_err(|e| e.to_string())?;
+        f.write_all(&body).and_then(|_| f.sync_all()).map_err(|e| e.to_string())?;
+        fs::rename(tmp.join(&name), new.join(&name)).map_err(|e| e.to_string())?;
+        fs::File::open(&new).and_then(|d| d.sync_all()).map_err(|e| e.to_string())?;
+    }
+    Ok(t.elapsed().as_secs_f64() * 1e3)
 }
 
 /// A peer running the stamping agent that answers every task at once
@@ -126,7 +150,7 @@ fn two_daemons(o: &Opts, tag: &str, setup: &dyn Fn(&mut Env) -> Res<()>) -> Res<
 
 fn report(quiet: Vec<Vec<f64>>, loaded: Vec<Vec<f64>>, w: &Writer) -> LoadReport {
     let modes = MODES.iter().zip(quiet.iter().zip(&loaded)).map(|((m, _), (q, l))| (m.to_string(), dist(q), dist(l))).collect();
-    LoadReport { modes, writer_runs: w.runs }
+    LoadReport { modes, writer_runs: w.runs, floor: None }
 }
 
 /// `send --wait` to a warm agent that answers at once.
@@ -140,9 +164,17 @@ pub fn section_roundtrip(o: &Opts, r: &mut Report) -> Res<()> {
         }
     }
     let quiet = alternate(o, &envs, n, None, &|e, i| round_trip(e, "p", i))?;
+    let floor_quiet = (0..n).map(|i| durable_floor(&envs[0].dir, i)).collect::<Res<Vec<f64>>>()?;
     let mut w = Writer::start(o, &envs[0].dir)?;
     let loaded = alternate(o, &envs, n, Some(&mut w), &|e, i| round_trip(e, "p", i))?;
-    r.roundtrip = Some(report(quiet, loaded, &w));
+    let mut floor_loaded = vec![];
+    for i in 0..n {
+        w.keep_running()?;
+        floor_loaded.push(durable_floor(&envs[0].dir, n + i)?);
+    }
+    let mut rep = report(quiet, loaded, &w);
+    rep.floor = Some((dist(&floor_quiet), dist(&floor_loaded)));
+    r.roundtrip = Some(rep);
     Ok(())
 }
 
@@ -267,6 +299,12 @@ pub fn rows(r: &Report, t: &mut String) {
     };
     if let Some(x) = &r.roundtrip {
         side("round trip `send --wait` to a warm agent that answers at once", x, &|q, l| format!("p50 ≤ 10 quiet: {}; p99 ≤ 60 with writer: {}", mark(q.p50 <= 10.0), mark(l.p99 <= 60.0)), t);
+        if let Some((q, l)) = &x.floor {
+            t.push_str(&format!(
+                "| the round trip's 3 durable hand-overs alone (create, fsync, rename, fsync dir; no daemon, no agent) | quiet p50 {:.2} ms, p99 {:.2} ms; with the writer p50 {:.2} ms, p99 {:.2} ms | the floor |\n",
+                q.p50, q.p99, l.p50, l.p99
+            ));
+        }
     }
     if let Some(x) = &r.route_load {
         side("routing one message (outbox/new → inbox)", x, &|_, l| format!("p99 ≤ 50 with writer: {}", mark(l.p99 <= 50.0)), t);
