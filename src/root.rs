@@ -197,12 +197,18 @@ impl Root {
     /// The private tmux socket of a peer. Kept short whatever the root's
     /// length (sun_path is 104 bytes on macOS): a hash of the root names it.
     pub fn tmux_socket(&self, peer: &str) -> PathBuf {
+        self.tmux_socket_of(uid(), peer)
+    }
+
+    /// The socket a daemon running as `uid` uses (a test running the
+    /// daemon as another user cleans up after it).
+    pub fn tmux_socket_of(&self, uid: u32, peer: &str) -> PathBuf {
         let base = std::env::var_os("TMUX_TMPDIR")
             .map(PathBuf::from)
             .filter(|p| p.as_os_str().len() < 32)
             .unwrap_or_else(|| PathBuf::from("/tmp"));
         let abs = fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
-        base.join(format!("peerspool-{}", uid()))
+        base.join(format!("peerspool-{uid}"))
             .join(format!("{:08x}-{peer}", fnv1a(abs.as_os_str().as_encoded_bytes()) as u32))
     }
 }

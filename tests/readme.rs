@@ -26,17 +26,40 @@ fn on_path(prog: &str) -> bool {
 
 #[test]
 fn readme_quick_start_runs_as_written() {
+    run_quick_start(&mut Env::new());
+}
+
+/// The same lines as a normal user (`nobody`), when the suite runs as root
+/// (as CI does); run as a normal user, the test above already is this one.
+#[test]
+fn readme_quick_start_runs_as_written_as_a_normal_user() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("readme: already a normal user; readme_quick_start_runs_as_written covers it");
+        return;
+    }
     let mut e = Env::new();
+    e.as_user(65534, 65534);
+    run_quick_start(&mut e);
+}
+
+fn run_quick_start(e: &mut Env) {
     let home = e.dir.path().join("home");
     std::fs::create_dir_all(home.join("src/project")).unwrap();
     let bin = e.dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::os::unix::fs::symlink(BIN, bin.join("peerspool")).unwrap();
+    e.chown_all();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let root = e.root.clone();
+    let user = e.user;
     let bash = |line: &str| {
         let mut c = Command::new("bash");
         c.args(["-c", line]).env("HOME", &home).env("PATH", &path).env("PEERSPOOL_HOME", &root).env("USER", "tester").env_remove("PEERSPOOL_PEER").env_remove("TMUX");
+        if let Some((uid, gid)) = user {
+            use std::os::unix::process::CommandExt;
+            c.uid(uid).gid(gid);
+        }
         c
     };
     let claude = on_path("claude");
@@ -94,6 +117,12 @@ fn readme_quick_start_runs_as_written() {
     };
     wait_for("the shell ran it", T, || screen().contains("quick-start-42"));
     assert!(!screen().contains("[peerspool task"), "{}", screen());
+    if let Some((uid, _)) = e.user {
+        use std::os::unix::fs::MetadataExt;
+        let owner = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.uid()).unwrap_or(u32::MAX);
+        assert_eq!(owner(&e.root.join("peers/sh1/peer.json")), uid, "the README's lines ran as uid {uid}");
+        assert_eq!(owner(&e.socket("sh1")), uid, "the session is the user's");
+    }
     assert_eq!(e.stop_daemon(), Some(0));
 }
 

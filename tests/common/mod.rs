@@ -16,6 +16,8 @@ pub struct Env {
     pub daemon: Option<Child>,
     pub vars: Vec<(String, String)>,
     peers: Vec<String>,
+    /// Run every command (the daemon too) as this uid and gid.
+    pub user: Option<(u32, u32)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -42,7 +44,31 @@ impl Env {
         let root = dir.path().join("root");
         let work = dir.path().join("work");
         std::fs::create_dir_all(&work).unwrap();
-        Env { root, work, dir, daemon: None, vars: vec![], peers: vec![] }
+        Env { root, work, dir, daemon: None, vars: vec![], peers: vec![], user: None }
+    }
+
+    /// Runs everything as `uid`:`gid` from now on (the harness must be
+    /// root), and hands the test's directory to that user.
+    pub fn as_user(&mut self, uid: u32, gid: u32) -> &mut Self {
+        self.user = Some((uid, gid));
+        self.chown_all();
+        self
+    }
+
+    /// Gives everything under the test's directory to `user` (after the
+    /// test created files there as root).
+    pub fn chown_all(&self) {
+        let Some((uid, gid)) = self.user else { return };
+        let st = Command::new("chown").arg("-R").arg(format!("{uid}:{gid}")).arg(self.dir.path()).status().expect("chown");
+        assert!(st.success(), "chown -R {uid}:{gid} {}", self.dir.path().display());
+    }
+
+    /// Applies `user` to a command built outside `cmd` (a shell line).
+    pub fn as_us(&self, c: &mut Command) {
+        if let Some((uid, gid)) = self.user {
+            use std::os::unix::process::CommandExt;
+            c.uid(uid).gid(gid);
+        }
     }
 
     pub fn var(&mut self, k: &str, v: &str) -> &mut Self {
@@ -53,6 +79,7 @@ impl Env {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(args).env("PEERSPOOL_HOME", &self.root).env_remove("PEERSPOOL_PEER").env("USER", "tester");
+        self.as_us(&mut c);
         for (k, v) in &self.vars {
             c.env(k, v);
         }
@@ -216,7 +243,8 @@ impl Env {
     }
 
     pub fn socket(&self, peer: &str) -> PathBuf {
-        peerspool::root::Root::new(&self.root).tmux_socket(peer)
+        let uid = self.user.map_or_else(peerspool::root::uid, |(u, _)| u);
+        peerspool::root::Root::new(&self.root).tmux_socket_of(uid, peer)
     }
 
     pub fn session_alive(&self, peer: &str) -> bool {
