@@ -163,7 +163,8 @@ mod tests {
 
     #[test]
     fn payloads_that_a_local_writer_could_not_write_are_refused() {
-        let cases: Vec<(fn(&mut Envelope), &str)> = vec![
+        type Case = (fn(&mut Envelope), &'static str);
+        let cases: Vec<Case> = vec![
             (|e| e.v = 2, "version"),
             (|e| e.sender = "mallory@h3".into(), "sender"),
             (|e| e.sender = "../x".into(), "sender"),

@@ -198,6 +198,7 @@ async fn settle(
 
 /// Drains the queue until `stop`: polls `new/` (cheap: one directory) and
 /// wakes at once when `kick` is notified by an in-process writer.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     js: jetstream::Context,
     root: Root,
