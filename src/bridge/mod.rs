@@ -20,6 +20,15 @@ use status::{Link, Status};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// This daemon's host name, set once when its bridge starts: the router
+/// sends `name@host` addresses through the bridge only while one runs
+/// (without it, such a message is refused as before: nothing changes).
+static ACTIVE_HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub fn active_host() -> Option<&'static str> {
+    ACTIVE_HOST.get().map(String::as_str)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
     #[error("invalid {what} {name:?}: must be NAME or NAME@HOST, each matching ^[a-z0-9][a-z0-9_-]{{0,62}}$")]
@@ -52,7 +61,7 @@ impl From<BridgeError> for crate::Error {
 
 /// Connection options from the configuration: authentication, TLS, and a
 /// reconnect policy that never gives up (messages wait on disk meanwhile).
-pub async fn connect_options(cfg: &Config) -> Result<async_nats::ConnectOptions, BridgeError> {
+pub async fn connect_options(cfg: &Config, retry: bool) -> Result<async_nats::ConnectOptions, BridgeError> {
     let cfg_err = |path: &std::path::Path, e: std::io::Error| BridgeError::Config { path: path.to_path_buf(), reason: e.to_string() };
     let mut o = match &cfg.auth {
         Auth::None => async_nats::ConnectOptions::new(),
@@ -76,12 +85,14 @@ pub async fn connect_options(cfg: &Config) -> Result<async_nats::ConnectOptions,
     if let (Some(c), Some(k)) = (&cfg.tls.cert, &cfg.tls.key) {
         o = o.add_client_certificate(c.clone(), k.clone());
     }
+    if retry {
+        o = o.retry_on_initial_connect();
+    }
     Ok(o
         .name(format!("peerspool-{}", cfg.host))
         // Replies to this host's requests land under its own prefix, which
         // the deployment's permissions let only this host subscribe to.
         .custom_inbox_prefix(format!("_INBOX_{}", cfg.host))
-        .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
         .reconnect_delay_callback(|n| Duration::from_millis((50u64 << n.min(6)).min(2000))))
@@ -102,10 +113,11 @@ impl Bridge {
     /// status then says why, and queued messages wait.
     pub async fn start(root: Root, cfg: Config, log: Arc<crate::logfmt::Log>) -> Result<Bridge, BridgeError> {
         outbound::OutQueue::of(&root).ensure(&root)?;
+        let _ = ACTIVE_HOST.set(cfg.host.clone());
         let status = Arc::new(Status::new(&root, &cfg.host, &cfg.url_redacted(), &cfg.stream.name));
         status.publish();
         let st = status.clone();
-        let opts = connect_options(&cfg).await?.event_callback(move |ev| {
+        let opts = connect_options(&cfg, true).await?.event_callback(move |ev| {
             let st = st.clone();
             async move {
                 match ev {
@@ -199,4 +211,70 @@ async fn report(js: jetstream::Context, root: Root, cfg: Config, st: Arc<Status>
             _ = stop.changed() => return,
         }
     }
+}
+
+/// One line of `peerspool doctor`: None is a warning.
+pub struct Check {
+    pub ok: Option<bool>,
+    pub what: &'static str,
+    pub detail: String,
+}
+
+/// `doctor`'s bridge checks: configuration, connection, stream, consumer.
+/// Empty when no NATS URL is configured.
+pub fn doctor(root: &Root) -> Vec<Check> {
+    let c = |ok, what, detail: String| Check { ok, what, detail };
+    let host = match address::this_host() {
+        Ok(h) => h,
+        Err(e) => {
+            return match Config::from_env(&root.path, "-") {
+                Ok(None) => vec![],
+                _ => vec![c(Some(false), "bridge host", e.to_string())],
+            }
+        }
+    };
+    let cfg = match Config::from_env(&root.path, &host) {
+        Ok(Some(cfg)) => cfg,
+        Ok(None) => return vec![],
+        Err(e) => return vec![c(Some(false), "bridge config", e.to_string())],
+    };
+    let mut out = vec![c(Some(true), "bridge", format!("host {host}, {} ({:?})", cfg.url_redacted(), cfg.auth))];
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            out.push(c(Some(false), "nats", e.to_string()));
+            return out;
+        }
+    };
+    let probe = async {
+        let client = connect_options(&cfg, false).await?.connect(cfg.url.as_str()).await.map_err(|e| BridgeError::Nats(e.to_string()))?;
+        let js = jetstream::ContextBuilder::new().timeout(Duration::from_secs(5)).build(client.clone());
+        let mut lines = vec![c(Some(true), "nats", format!("connected to {}", cfg.url_redacted()))];
+        match js.get_stream(&cfg.stream.name).await {
+            Ok(mut st) => match st.info().await {
+                Ok(i) => lines.push(c(Some(true), "nats stream", format!("{}: {} messages, {} bytes, storage {:?}", cfg.stream.name, i.state.messages, i.state.bytes, i.config.storage))),
+                Err(e) => lines.push(c(Some(false), "nats stream", format!("{}: {e}", cfg.stream.name))),
+            },
+            Err(e) => lines.push(c(None, "nats stream", format!("{}: {e} (created by the first daemon that connects, if its permissions allow)", cfg.stream.name))),
+        }
+        let name = subject::consumer_name(&host);
+        let got: Result<jetstream::consumer::Consumer<jetstream::consumer::pull::Config>, _> = js.get_consumer_from_stream(&name, &cfg.stream.name).await;
+        match got {
+            Ok(mut con) => match con.info().await {
+                Ok(i) => lines.push(c(Some(true), "nats consumer", format!("{name}: {} waiting, {} unacknowledged", i.num_pending, i.num_ack_pending))),
+                Err(e) => lines.push(c(None, "nats consumer", format!("{name}: {e}"))),
+            },
+            Err(e) => lines.push(c(None, "nats consumer", format!("{name}: {e} (created when the daemon starts)"))),
+        }
+        Ok::<_, BridgeError>(lines)
+    };
+    match rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), probe).await }) {
+        Ok(Ok(lines)) => out.extend(lines),
+        Ok(Err(e)) => out.push(c(Some(false), "nats", format!("{}: {e}", cfg.url_redacted()))),
+        Err(_) => out.push(c(Some(false), "nats", format!("{}: no answer within 10 s", cfg.url_redacted()))),
+    }
+    if let Some(v) = status::read(root) {
+        out.push(c(None, "bridge status", v.line()));
+    }
+    out
 }

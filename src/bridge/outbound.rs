@@ -72,6 +72,38 @@ impl OutQueue {
     }
 }
 
+/// `peerspool send name@host` outside a session: checks everything, then
+/// queues the message for the bridge; returns its id (the task id on the
+/// other host). `from` is the local sender, `reply_to` a local or
+/// qualified address (default `from`), qualified here with `me`.
+pub fn send(root: &Root, me: &str, to: &super::address::Address, text: &str, topic: Option<String>, from: &str, reply_to: Option<&str>) -> Result<String, BridgeError> {
+    use super::address;
+    if !crate::queue::names::is_valid(from) {
+        return Err(BridgeError::BadAddress { what: "--from", name: from.escape_debug().to_string() });
+    }
+    let reply_to = match reply_to {
+        Some(r) => address::check("--reply-to", r)?.qualified(me),
+        None => format!("{from}@{me}"),
+    };
+    let name = spool::unique_name();
+    let id = name.trim_end_matches(".json").to_string();
+    let env = Envelope {
+        v: 1,
+        id: id.clone(),
+        sender: from.into(),
+        to: to.to_string(),
+        src: None,
+        reply_to,
+        topic,
+        in_reply_to: None,
+        hops: 0,
+        origin: Some(format!("{from}@{me}")),
+        text: text.into(),
+    };
+    OutQueue::of(root).enqueue(root, &env)?;
+    Ok(id)
+}
+
 /// The de-duplication id: the source host and the queue file's stem
 /// (id, sender and a hash of the bytes), so a re-publish of one message is
 /// dropped by the stream while two messages sharing an id are not.
