@@ -40,8 +40,18 @@ pub async fn stream(js: &jetstream::Context, s: &StreamSettings) -> Result<strea
 pub async fn consumer(js: &jetstream::Context, stream_name: &str, prefix: &str, me: &str) -> Result<jetstream::consumer::Consumer<pull::Config>, BridgeError> {
     let cfg = super::inbound::consumer_config(prefix, me);
     let name = subject::consumer_name(me);
-    match js.get_consumer_from_stream(&name, stream_name).await {
-        Ok(c) => Ok(c),
-        Err(_) => js.create_consumer_on_stream(cfg, stream_name).await.map_err(|e| BridgeError::Nats(format!("consumer {name}: {e}"))),
+    let found: Result<jetstream::consumer::Consumer<pull::Config>, _> = js.get_consumer_from_stream(&name, stream_name).await;
+    if let Ok(mut c) = found {
+        let unacked = c.info().await.map(|i| i.num_ack_pending).unwrap_or(0);
+        if unacked == 0 {
+            return Ok(c);
+        }
+        // Messages delivered to a bridge that died (or failed to land them)
+        // would come again only after ack_wait, behind newer ones. On a
+        // work-queue stream acknowledged messages are gone, so a fresh
+        // consumer starts at the oldest unacknowledged one: order holds,
+        // and what had landed already is recognised as a duplicate.
+        js.delete_consumer_from_stream(&name, stream_name).await.map_err(|e| BridgeError::Nats(format!("resetting consumer {name}: {e}")))?;
     }
+    js.create_consumer_on_stream(cfg, stream_name).await.map_err(|e| BridgeError::Nats(format!("consumer {name}: {e}")))
 }

@@ -36,6 +36,7 @@ pub fn host_permissions(host: &str) -> String {
         format!("$JS.API.CONSUMER.INFO.{STREAM}.in-{host}"),
         format!("$JS.API.CONSUMER.CREATE.{STREAM}.in-{host}.{PREFIX}.msg.{host}.*"),
         format!("$JS.API.CONSUMER.MSG.NEXT.{STREAM}.in-{host}"),
+        format!("$JS.API.CONSUMER.DELETE.{STREAM}.in-{host}"),
         format!("$JS.ACK.{STREAM}.in-{host}.>"),
     ];
     let list = pubs.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
