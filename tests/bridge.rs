@@ -141,11 +141,13 @@ async fn a_thousand_messages_arrive_once_in_order_across_a_server_restart() {
     })
     .await;
     n.restart();
-    wait_for("all 1000 landed", Duration::from_secs(120), || peerspool::queue::spool::depth(&h2.spool_new("b")) >= 1000).await;
+    // The log line follows the ack: wait for the log, not the files.
+    wait_for("all 1000 landed", Duration::from_secs(120), || h2.landed().len() >= 1000).await;
     eprintln!("1000 messages h1 -> h2 with a server restart: {:?}", t0.elapsed());
     let landed = h2.landed();
     let want: Vec<String> = (0..1000).map(|i| format!("{i:06}")).collect();
-    assert_eq!(landed, want, "each exactly once, in order");
+    let first_diff = landed.iter().zip(&want).position(|(a, b)| a != b);
+    assert!(landed == want, "each exactly once, in order: {} landed, first difference at {first_diff:?}: {:?}", landed.len(), first_diff.map(|i| &landed[i.saturating_sub(2)..(i + 3).min(landed.len())]));
     assert_eq!(peerspool::queue::spool::depth(&h2.spool_new("b")), 1000);
     wait_for("h1's queue drained", Duration::from_secs(10), || OutQueue::of(&h1.root).pending() == 0).await;
     h1.stop().await;

@@ -144,6 +144,17 @@ pub fn land_batch(root: &Root, me: &str, items: &[Arrival]) -> Vec<Result<Landed
         }
     }
     for (i, name, peer) in placed {
+        if peer && dir_err.is_none() {
+            // The loop guard's record for the recipient's replies: the
+            // conversation's hops and origin, carried across hosts.
+            let a = &items[i];
+            let origin = a.env.origin.clone().unwrap_or_else(|| format!("{}@{}", a.env.sender, a.src));
+            let origin = super::address::parse(&origin).map(|o| o.normalized(me).to_string()).unwrap_or(origin);
+            let chain = crate::daemon::hops::Chain { hops: a.env.hops, origin, root: a.env.id.clone() };
+            if let Some(to) = a.env.recipient() {
+                let _ = crate::daemon::hops::record(root, &to, &a.env.id, &chain);
+            }
+        }
         out[i] = Some(match &dir_err {
             Some(e) => Err(BridgeError::Local(e.clone())),
             None => Ok(Landed::Written { name, peer }),
