@@ -62,3 +62,11 @@ python3 bench/plot.py "$out"
 if [[ -n $criterion ]]; then
   cargo bench --bench inproc
 fi
+# Cross-host round trip (issue 19): two daemons bridged by a real
+# nats-server on loopback, send --wait to b@h2 beside a local peer; skipped
+# without nats-server. The test prints p50/p99 of each.
+if command -v nats-server >/dev/null 2>&1; then
+  ROUNDS=${ROUNDS:-50} timeout 600 cargo test --release --quiet --test multihost round_trip_figures -- --ignored --nocapture 2>&1 | grep '^round trip' | tee "$out/multihost.txt"
+else
+  echo "bench: nats-server not found (apt-get install nats-server): cross-host round trip skipped"
+fi

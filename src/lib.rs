@@ -34,3 +34,6 @@ pub mod install;
 
 // The self-contained demo and its built-in test agent.
 pub mod demo;
+
+// Between hosts: the NATS JetStream bridge (on when a NATS URL is set).
+pub mod bridge;

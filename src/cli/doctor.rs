@@ -172,6 +172,9 @@ pub fn run(root: &Root) -> anyhow::Result<i32> {
         }
         None => line(None, "daemon", "not running (start it: peerspool daemon, or as a service)".into()),
     }
+    for ch in peerspool::bridge::doctor(root) {
+        line(ch.ok, ch.what, ch.detail);
+    }
     let profiles: Vec<(String, Profile)> = peers
         .iter()
         .filter_map(|name| Some((name.clone(), Profile::load(&root.peer(name).ok()?.profile()).ok()?)))

@@ -106,6 +106,15 @@ loop guard: a message more routing hops from the conversation's first message is
 .TP
 PEERSPOOL_PAIR_RATE, PEERSPOOL_PAIR_WINDOW_SECS
 loop guard: messages between two peers per window before the next is held in the outbox (60 in 60 s)
+.TP
+PEERSPOOL_HOST
+this daemon's host name in addresses (\fBpeer@host\fR); default the machine's short host name; a name like a peer's
+.TP
+PEERSPOOL_NATS_URL
+turns the bridge to other hosts on (nats://host:4222); unset and no config file: nothing changes
+.TP
+PEERSPOOL_NATS_CONFIG
+the bridge's configuration file, mode 0600 (default <root>/nats.toml): url, credentials (token, user/password, nkey_seed_file, creds_file), [tls], [stream], allow_hosts; see spool-spec/MULTIHOST.md
 .SH FILES
 .TP
 <root>/peers/<name>/peer.json

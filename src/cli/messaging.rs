@@ -100,6 +100,17 @@ pub fn send(root: &Root, a: SendArgs) -> anyhow::Result<i32> {
         println!("{}", send::outbox(root, &me, &m)?);
         return Ok(0);
     }
+    // `name@host`: another host's peer or inbox, through the bridge.
+    let mut target = a.peer.clone();
+    if a.peer.contains('@') {
+        let to = peerspool::bridge::address::check("recipient", &a.peer)?;
+        let host = peerspool::bridge::address::this_host()?;
+        match to.remote_host(&host) {
+            None => target = to.name,
+            Some(_) => return send_remote(root, &host, &to, &text, a, wait, &from, &addr),
+        }
+    }
+    let a = SendArgs { peer: target, ..a };
     if wait.is_some() {
         names::check("reply address", &addr)?;
         if root.is_peer(&addr) {
@@ -151,6 +162,60 @@ pub fn send(root: &Root, a: SendArgs) -> anyhow::Result<i32> {
         Outcome::Interrupted => {
             eprintln!("peerspool: interrupted; task {id} for {peer} is still queued or in progress, {collect}");
             Ok(EXIT_INTERRUPTED)
+        }
+    }
+}
+
+/// `send name@host` outside a session: queued for the daemon's bridge;
+/// `--wait` waits in this host's inbox, where the reply comes back.
+#[allow(clippy::too_many_arguments)]
+fn send_remote(root: &Root, host: &str, to: &peerspool::bridge::address::Address, text: &str, a: SendArgs, wait: Option<Duration>, from: &str, addr: &str) -> anyhow::Result<i32> {
+    if peerspool::bridge::config::Config::from_env(&root.path, host)?.is_none() {
+        return Err(Error::Usage(format!("{to} is on another host, and no NATS bridge is configured here (set PEERSPOOL_NATS_URL or write {}/nats.toml)", root.path.display())).into());
+    }
+    if wait.is_some() {
+        names::check("reply address", addr)?;
+        if root.is_peer(addr) {
+            return Err(Error::Usage(format!("--wait needs a non-peer reply address, but {addr:?} is a peer (use --from or --reply-to)")).into());
+        }
+    }
+    let interrupt = wait.map(|_| wait::Interrupt::install()).transpose()?;
+    let id = peerspool::bridge::outbound::send(root, host, to, text, a.topic, from, a.reply_to.as_deref())?;
+    if wait.is_none() {
+        println!("{id}");
+    }
+    if peerspool::daemon::lock::running(root).is_none() {
+        eprintln!("peerspool: note: task {id}: no daemon is running on {}; its bridge publishes the message when it runs", root.path.display());
+    } else if let Some(v) = peerspool::bridge::status::read(root) {
+        if !matches!(v.outbound, peerspool::bridge::status::Link::Connected) {
+            eprintln!("peerspool: note: task {id}: {}", v.line());
+        }
+    }
+    let Some(timeout) = wait else { return Ok(0) };
+    let collect = format!("`peerspool inbox read --addr {addr} {id}` collects the reply when it comes");
+    match wait::wait(&root.inbox(addr)?, &id, timeout, None, interrupt)? {
+        Outcome::Reply(m) => {
+            print!("{}", m.text);
+            if !m.text.ends_with('\n') {
+                println!();
+            }
+            Ok(0)
+        }
+        Outcome::TimedOut => {
+            eprintln!("peerspool: no reply to task {id} from {to} within {}s; {collect}", a.timeout);
+            Ok(1)
+        }
+        Outcome::Interrupted => {
+            eprintln!("peerspool: interrupted; task {id} for {to} is queued or in progress, {collect}");
+            Ok(EXIT_INTERRUPTED)
+        }
+        Outcome::Stopped(n) => {
+            eprintln!("{}", n.text.trim());
+            Ok(EXIT_LOOP_STOPPED)
+        }
+        Outcome::Failed(why) | Outcome::Blocked(why) => {
+            eprintln!("peerspool: task {id}: {why}");
+            Ok(1)
         }
     }
 }

@@ -105,13 +105,18 @@ fn render(root: &Root, as_json: bool) -> anyhow::Result<String> {
     let peers = root.peer_names()?.iter().map(|n| peer_status(root, n)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut o = String::new();
     if as_json {
-        let v = json!({"root": root.path, "daemon": {"running": pid.is_some(), "pid": pid}, "peers": peers});
+        let bridge = pid.and_then(|_| peerspool::bridge::status::read(root));
+        let v = json!({"root": root.path, "daemon": {"running": pid.is_some(), "pid": pid}, "bridge": bridge, "peers": peers});
         writeln!(o, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(o);
     }
     match pid {
         Some(p) => writeln!(o, "daemon: running (pid {p}) on {}", root.path.display())?,
         None => writeln!(o, "daemon: not running on {}", root.path.display())?,
+    }
+    // The bridge to other hosts, while the daemon runs one.
+    if let Some(v) = pid.and_then(|_| peerspool::bridge::status::read(root)) {
+        writeln!(o, "{}", v.line())?;
     }
     if peers.is_empty() {
         writeln!(o, "no peers (add one with `peerspool peer add`)")?;

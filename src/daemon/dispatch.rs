@@ -284,6 +284,7 @@ pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT", e))?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::io("SIGHUP", e))?;
     sh.lifecycle_log.write(&[("event", "daemon-start"), ("pid", &std::process::id().to_string()), ("root", &root.path.display().to_string())]);
+    let bridge = start_bridge(&root, &sh).await?;
     d.sync_peers();
     d.await_reconciled().await;
     tracing::info!(peers = d.peers.len(), root = %root.path.display(), "daemon ready");
@@ -327,14 +328,38 @@ pub async fn run(root: Root, ready: Option<ReadyHook>) -> Result<()> {
             tracing::warn!(peer = %n, "peer loop did not finish in 10 s");
         }
     }
+    if let Some(b) = bridge {
+        b.shutdown().await;
+    }
     sh.lifecycle_log.write(&[("event", "daemon-stop")]);
     Ok(())
+}
+
+/// The NATS bridge, when a URL is configured (else None: nothing changes).
+/// Started before the first routing pass, so `name@host` messages queued
+/// while the daemon was down go out. A bad host name or configuration
+/// file stops the daemon with its reason; an unreachable server does not.
+async fn start_bridge(root: &Root, sh: &Shared) -> Result<Option<crate::bridge::Bridge>> {
+    // The host name matters only with a bridge: without one nothing changes.
+    let host = match crate::bridge::address::this_host() {
+        Ok(h) => h,
+        Err(_) if crate::bridge::config::Config::from_env(&root.path, "-")?.is_none() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(cfg) = crate::bridge::config::Config::from_env(&root.path, &host)? else {
+        return Ok(None);
+    };
+    let c = sh.cfg();
+    let log = Arc::new(Log::new(root.log_dir().join("bridge.log"), c.log_max_bytes, c.log_keep));
+    sh.lifecycle_log.write(&[("event", "bridge-start"), ("host", &host), ("url", &cfg.url_redacted()), ("stream", &cfg.stream.name)]);
+    Ok(Some(crate::bridge::Bridge::start(root.clone(), cfg, log).await?))
 }
 
 /// Replies nobody collected are pruned like `done/` (age, then count).
 fn prune_inboxes(sh: &Shared) {
     let (age, keep) = sh.cfg.read().map(|c| (c.done_max_age, c.done_keep)).unwrap_or_else(|p| (p.get_ref().done_max_age, p.get_ref().done_keep));
     let n = crate::queue::inbox::prune_all(&sh.root, age, keep, std::time::SystemTime::now());
+    let _ = crate::queue::spool::prune(&crate::bridge::outbound::OutQueue::of(&sh.root).sent, age, keep, std::time::SystemTime::now());
     if n > 0 {
         sh.lifecycle_log.write(&[("event", "housekeeping"), ("inbox_pruned", &n.to_string())]);
     }

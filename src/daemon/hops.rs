@@ -184,6 +184,11 @@ pub fn check(root: &Root, owner: &str, ob: &Queue, name: &str, msg: &OutMsg, id:
 /// originator is a peer, since a notice in a spool would be a task, and
 /// an agent answering it would start the conversation again.
 fn notify(root: &Root, owner: &str, name: &str, id: &str, msg: &OutMsg, chain: &Chain, max_hops: u32) -> Result<String> {
+    // An originator on another host has no inbox here; the cut is in this
+    // host's outbox/failed/ and log (spool-spec/MULTIHOST.md, loop guard).
+    if chain.origin.contains('@') {
+        return Ok(String::new());
+    }
     let dir = root.inbox(&chain.origin)?;
     let (tmp, new) = (dir.join("tmp"), dir.join("new"));
     if !new.is_dir() || !tmp.is_dir() {

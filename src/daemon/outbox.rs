@@ -15,6 +15,8 @@ use std::path::PathBuf;
 pub enum Routed {
     Peer(String),
     Inbox(String),
+    /// `name@host` on another host: queued for the NATS bridge.
+    Remote(String),
 }
 
 #[derive(Debug)]
@@ -267,12 +269,26 @@ fn stage_one(
         return reject(Reject::NameTooLong { len: name.len(), limit: ROUTE_NAME_MAX });
     }
     let id = name.trim_end_matches(".json").to_string();
-    let msg = match read_checked(&path, lim).and_then(|b| parse_outbox(&b, owner)) {
+    let mut msg = match read_checked(&path, lim).and_then(|b| parse_outbox(&b, owner)) {
         Ok(_) if !crate::queue::format::valid_id(&id) => return reject(Reject::BadId),
         Ok(m) => m,
         Err(_) if std::fs::symlink_metadata(&path).is_err() => return Ok(Err(Outcome::Gone)),
         Err(r) => return reject(r),
     };
+    if msg.to.contains('@') {
+        match crate::bridge::active_host() {
+            None => {
+                return reject(Reject::BadDestination(format!(
+                    "{} is on another host and this daemon has no NATS bridge (PEERSPOOL_NATS_URL)",
+                    msg.to
+                )))
+            }
+            Some(me) => match crate::bridge::address::parse(&msg.to) {
+                Some(a) if a.host.as_deref() == Some(me) => msg.to = a.name,
+                _ => return stage_remote(root, owner, ob, name, msg, id, me, guard),
+            },
+        }
+    }
     let (to, dest) = match dests.get(&msg.to) {
         Some(d) => d.clone(),
         None => {
@@ -300,7 +316,7 @@ fn stage_one(
             origin: Some(chain.origin.clone()),
             text: msg.text.clone(),
         }),
-        Routed::Inbox(_) => serde_json::to_vec(&InboxMsg {
+        Routed::Inbox(_) | Routed::Remote(_) => serde_json::to_vec(&InboxMsg {
             v: 1,
             id: id.clone(),
             from: owner.into(),
@@ -323,6 +339,42 @@ fn stage_one(
     // keeps it clear of any writer's message name.
     let tmp = spool::stage(&dest.tmp, &format!(".route.{owner}.{name}"), &bytes)?;
     Ok(Ok(Staged { msg, to, id, chain, file: Some(StagedFile { tmp, dest, bytes, name: free }) }))
+}
+
+/// A message for another host: queued durably in `bridge/out/new/` (the
+/// bridge publishes it), so the original may move to `sent/` like any
+/// routed file. Queueing is idempotent by bytes: a re-route after a crash
+/// finds the queued copy.
+#[allow(clippy::too_many_arguments)]
+fn stage_remote(root: &Root, owner: &str, ob: &Queue, name: &str, msg: OutMsg, id: String, me: &str, guard: &crate::daemon::hops::Guard) -> Result<std::result::Result<Staged, Outcome>> {
+    let chain = match crate::daemon::hops::check(root, owner, ob, name, &msg, &id, false, guard)? {
+        Ok(c) => c,
+        Err(o) => return Ok(Err(o)),
+    };
+    let qualify = |a: &str| crate::bridge::address::parse(a).map(|a| a.qualified(me)).unwrap_or_else(|| a.to_string());
+    let env = crate::bridge::envelope::Envelope {
+        v: 1,
+        id: id.clone(),
+        sender: owner.into(),
+        to: msg.to.clone(),
+        src: None,
+        reply_to: qualify(msg.reply_to.as_deref().unwrap_or(owner)),
+        topic: msg.topic.clone(),
+        in_reply_to: msg.in_reply_to.clone(),
+        hops: chain.hops,
+        origin: Some(qualify(&chain.origin)),
+        text: msg.text.clone(),
+    };
+    match crate::bridge::outbound::OutQueue::of(root).enqueue(root, &env) {
+        Ok(_) => {}
+        Err(crate::bridge::BridgeError::Refused(r)) => {
+            spool::fail(&ob.new, &ob.failed, name, &Reject::BadDestination(r.clone()).to_string())?;
+            return Ok(Err(Outcome::Rejected(r)));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let to = Routed::Remote(msg.to.clone());
+    Ok(Ok(Staged { msg, to, id, chain, file: None }))
 }
 
 #[cfg(test)]

@@ -213,7 +213,8 @@ fn req_text(m: &Map<String, Value>) -> Result<String, Reject> {
 fn name_field(m: &Map<String, Value>, k: &'static str) -> Result<Option<String>, Reject> {
     match opt_str(m, k)? {
         None => Ok(None),
-        Some(v) if crate::queue::names::is_valid(v) => Ok(Some(v.to_string())),
+        // Addresses: `name` or `name@host` (a sender or recipient on another host).
+        Some(v) if crate::queue::names::is_address(v) => Ok(Some(v.to_string())),
         Some(v) => Err(Reject::BadName { field: k, value: v.chars().take(80).collect() }),
     }
 }

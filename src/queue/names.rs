@@ -13,6 +13,24 @@ pub fn is_valid(name: &str) -> bool {
     head(b[0]) && b[1..].iter().all(|&c| head(c) || c == b'_' || c == b'-')
 }
 
+/// A message address: a name (on this host), or `name@host` (a peer or
+/// inbox address on another host, reached through the NATS bridge).
+pub fn is_address(s: &str) -> bool {
+    match s.split_once('@') {
+        None => is_valid(s),
+        Some((n, h)) => is_valid(n) && is_valid(h),
+    }
+}
+
+/// `is_address` with the CLI's error.
+pub fn check_address(what: &'static str, s: &str) -> Result<(), Error> {
+    if is_address(s) {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!("invalid {what} {:?}: must be NAME or NAME@HOST, each matching ^[a-z0-9][a-z0-9_-]{{0,62}}$", s.escape_debug().to_string())))
+    }
+}
+
 /// Validates a peer or address name; `what` names the role in the error.
 pub fn check(what: &'static str, name: &str) -> Result<(), Error> {
     if is_valid(name) {
@@ -62,6 +80,16 @@ mod tests {
     fn refuses_path_tricks_and_case() {
         for n in ["", "..", ".a", "a/b", "A", "a b", "-a", "_a", "a\0", "é", &"x".repeat(64)] {
             assert!(!is_valid(n), "{n:?}");
+        }
+    }
+
+    #[test]
+    fn addresses_are_names_or_name_at_host() {
+        for a in ["b", "b@h2", "user_1@build-box"] {
+            assert!(is_address(a), "{a}");
+        }
+        for a in ["", "@", "b@", "@h", "b@h@h", "B@h", "b@H", "b@../x", "b@h.x"] {
+            assert!(!is_address(a), "{a:?}");
         }
     }
 

@@ -47,7 +47,7 @@ pub fn task(root: &Root, peer: &str, text: &str, o: &Opts) -> Result<String> {
     let from = o.from.clone().unwrap_or_else(names::local_user);
     names::check("--from", &from)?;
     if let Some(r) = &o.reply_to {
-        names::check("--reply-to", r)?;
+        names::check_address("--reply-to", r)?;
     }
     if !root.is_peer(peer) {
         return Err(Error::UnknownPeer(peer.into()));
@@ -73,7 +73,7 @@ pub fn task(root: &Root, peer: &str, text: &str, o: &Opts) -> Result<String> {
 /// which the routed task keeps).
 pub fn outbox(root: &Root, owner: &str, m: &OutMsg) -> Result<String> {
     names::check("peer name", owner)?;
-    names::check("recipient", &m.to)?;
+    names::check_address("recipient", &m.to)?;
     check_text(&m.text)?;
     check_topic(&m.topic)?;
     if m.to == owner {

@@ -82,6 +82,7 @@ impl Peer {
                         let (kind, dest) = match to {
                             Routed::Peer(p) => ("peer", p),
                             Routed::Inbox(a) => ("inbox", a),
+                            Routed::Remote(a) => ("remote", a),
                         };
                         lines.push(vec![
                             ("event", "route".into()), ("id", id), ("to", dest), ("kind", kind.into()),
