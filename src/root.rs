@@ -147,19 +147,7 @@ impl Root {
 
     /// Registered peers (those with a `peer.json`), sorted.
     pub fn peer_names(&self) -> Result<Vec<String>> {
-        let dir = self.peers_dir();
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(Error::io(dir, e)),
-        };
-        let mut v: Vec<String> = rd
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| self.is_peer(n))
-            .collect();
-        v.sort();
-        Ok(v)
+        crate::queue::spool::names_in(&self.peers_dir(), |n| self.is_peer(n))
     }
 
     /// Creates a peer's directories (0700 each) and checks every one: a

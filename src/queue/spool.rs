@@ -156,16 +156,18 @@ fn refuse_linked_dir(dir: &Path) -> Result<()> {
 
 /// Message names in a directory, sorted (the delivery order).
 pub fn list(dir: &Path) -> Result<Vec<String>> {
+    names_in(dir, is_message_name)
+}
+
+/// The UTF-8 names in `dir` that `keep` accepts, sorted; none when `dir`
+/// does not exist yet.
+pub fn names_in(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<String>> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
         Err(e) => return Err(Error::io(dir, e)),
     };
-    let mut v: Vec<String> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| is_message_name(n))
-        .collect();
+    let mut v: Vec<String> = rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).filter(|n| keep(n)).collect();
     v.sort_unstable();
     Ok(v)
 }
