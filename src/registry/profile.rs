@@ -137,7 +137,7 @@ impl Profile {
             return Err("runtime \"command\" needs a \"command\" argv array".into());
         }
         if let Some(re) = &self.ready_pattern {
-            regex::Regex::new(re).map_err(|e| format!("ready_pattern is not a valid regex: {}", one_line(&e.to_string())))?;
+            ready_regex(re).map_err(|e| format!("ready_pattern is not a valid regex: {}", one_line(&e.to_string())))?;
         }
         if let Some(g) = &self.activity {
             glob::Pattern::new(g).map_err(|e| format!("activity is not a valid glob: {e}"))?;
@@ -182,6 +182,29 @@ impl Profile {
     }
 }
 
+/// Patterns compiled so far, kept at most this many (cleared when full).
+const READY_CACHE_MAX: usize = 64;
+
+/// A `ready_pattern` compiled (multi-line, as the command runtime matches
+/// it), shared by every peer using the same pattern. Compiling builds a
+/// full DFA: three compiles per peer (load, validate, runtime) were most
+/// of the daemon's CPU before `daemon ready` with 1,000 peers of one
+/// pattern. A `Regex` clone shares the compiled program and is safe to
+/// use from many threads. Errors are not kept: a bad pattern is rare.
+pub fn ready_regex(re: &str) -> std::result::Result<regex::Regex, regex::Error> {
+    static CACHE: std::sync::Mutex<BTreeMap<String, regex::Regex>> = std::sync::Mutex::new(BTreeMap::new());
+    if let Some(r) = CACHE.lock().unwrap_or_else(|p| p.into_inner()).get(re) {
+        return Ok(r.clone());
+    }
+    let r = regex::RegexBuilder::new(re).multi_line(true).build()?;
+    let mut c = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if c.len() >= READY_CACHE_MAX {
+        c.clear();
+    }
+    c.insert(re.to_string(), r.clone());
+    Ok(r)
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -194,6 +217,22 @@ mod tests {
         let mut p = Profile::new(RuntimeKind::Command, "/tmp".into());
         p.command = Some(vec!["cat".into()]);
         p
+    }
+
+    /// The shared compile is the pattern itself, multi-line, past the
+    /// cache's bound too; a bad pattern is still refused.
+    #[test]
+    fn ready_regex_is_shared_and_still_refuses_bad_patterns() {
+        for i in 0..READY_CACHE_MAX + 2 {
+            let r = ready_regex(&format!("^p{i}> ")).expect("valid");
+            assert!(r.is_match(&format!("banner\np{i}> ")), "multi-line: {i}");
+            assert!(!r.is_match("banner\nother> "));
+        }
+        assert_eq!(ready_regex("^agent> ").map(|r| r.as_str().to_string()).ok().as_deref(), Some("^agent> "));
+        assert!(ready_regex("(unclosed").is_err());
+        let mut p = cmd();
+        p.ready_pattern = Some("(unclosed".into());
+        assert!(p.validate().is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ impl Command {
             argv: p.command.clone().unwrap_or_default(),
             resume: p.resume_command.clone(),
             // validate() already refused a bad pattern.
-            ready: p.ready_pattern.as_deref().and_then(|r| regex::RegexBuilder::new(r).multi_line(true).build().ok()),
+            ready: p.ready_pattern.as_deref().and_then(|r| crate::registry::profile::ready_regex(r).ok()),
             activity: p.activity.clone(),
             cwd: p.cwd.clone(),
         }
