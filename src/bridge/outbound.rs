@@ -18,6 +18,11 @@ use std::time::Duration;
 /// the connection busy, few enough that a failure re-sends little.
 pub const PUBLISH_WINDOW: usize = 256;
 
+/// How often an idle publisher re-lists `bridge/out/new/` although nothing
+/// woke it: only a safety net for a lost watch event (the router kicks and
+/// the directory is watched), so slow enough that an idle daemon stays idle.
+pub const SAFETY_RELIST: Duration = Duration::from_secs(5);
+
 /// `bridge/out/{tmp,new,sent,failed}`: the same Maildir discipline as a
 /// peer's outbox, so an operator reads it the same way.
 #[derive(Debug, Clone)]
@@ -228,8 +233,9 @@ async fn settle(
     Ok(failure)
 }
 
-/// Drains the queue until `stop`: polls `new/` (cheap: one directory) and
-/// wakes at once when `kick` is notified by an in-process writer.
+/// Drains the queue until `stop`. Wakes at once when `kick` is notified
+/// (the router queued a message, or the watch on `new/` saw a file
+/// arrive); otherwise re-lists `new/` every `relist` as a safety net.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     js: jetstream::Context,
@@ -238,6 +244,7 @@ pub async fn run(
     prefix: String,
     status: Arc<Status>,
     kick: Arc<tokio::sync::Notify>,
+    relist: Duration,
     log: Arc<crate::logfmt::Log>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -250,7 +257,7 @@ pub async fn run(
             Ok(Pass::Drained(_)) => {
                 status.set_out_ok();
                 backoff = Duration::from_millis(100);
-                Duration::from_millis(50)
+                relist
             }
             Ok(Pass::Waiting(reason)) => {
                 status.set_out_waiting(&reason);

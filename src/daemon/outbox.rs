@@ -366,7 +366,7 @@ fn stage_remote(root: &Root, owner: &str, ob: &Queue, name: &str, msg: OutMsg, i
         text: msg.text.clone(),
     };
     match crate::bridge::outbound::OutQueue::of(root).enqueue(root, &env) {
-        Ok(_) => {}
+        Ok(_) => crate::bridge::kick_active(),
         Err(crate::bridge::BridgeError::Refused(r)) => {
             spool::fail(&ob.new, &ob.failed, name, &Reject::BadDestination(r.clone()).to_string())?;
             return Ok(Err(Outcome::Rejected(r)));
