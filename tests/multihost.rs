@@ -190,3 +190,71 @@ fn round_trip_figures() {
         println!("round trip {label}: n={rounds} p50={:.1} ms p99={:.1} ms", p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
     }
 }
+
+/// Publishes `payload` on `subject` with `host`'s credentials, as a
+/// process on that host could; Err is the server's refusal.
+fn publish_as(n: &Nats, host: &str, subject: &str, payload: serde_json::Value) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let c = async_nats::ConnectOptions::with_user_and_password(host.into(), nats::password(host))
+            .custom_inbox_prefix(format!("_INBOX_{host}"))
+            .connect(n.url())
+            .await
+            .map_err(|e| e.to_string())?;
+        let js = async_nats::jetstream::ContextBuilder::new().timeout(Duration::from_secs(5)).build(c);
+        let ack = js.publish(subject.to_string(), serde_json::to_vec(&payload).expect("json").into()).await.map_err(|e| e.to_string())?;
+        ack.await.map(|_| ()).map_err(|e| e.to_string())
+    })
+}
+
+fn refusals(e: &Env) -> Vec<String> {
+    let dir = e.root.join("bridge/refused");
+    let mut v: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|x| x.ok()).filter(|x| x.file_name().to_string_lossy().ends_with(".error")).map(|x| common::read(&x.path())).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// h1's credentials cannot make a message come from h3, through the two
+/// daemons: the server refuses h3's subject, and on h1's own subject a
+/// payload naming another host is refused or becomes h1's (MULTIHOST.md,
+/// security model).
+#[test]
+fn a_host_cannot_pose_as_another_through_the_daemons() {
+    let n = Nats::start(&["h1", "h2", "h3"]);
+    let mut h1 = host(&n, "h1");
+    let mut h2 = host(&n, "h2");
+    h2.add_peer("b", &PeerOpts::default());
+    h2.ok(&["stop", "b"]);
+    h1.start_daemon();
+    h2.start_daemon();
+    // A genuine message first: the stream and h2's consumer are up after it.
+    let first = h1.send("b@h2", "genuine");
+    wait_for("the genuine message on h2", Duration::from_secs(60), || written(&h2).contains(&first));
+    let msg = |id: &str, extra: serde_json::Value| {
+        let mut m = serde_json::json!({"v": 1, "id": id, "sender": "x", "to": "b@h2", "reply_to": "x@h1", "text": "forged?"});
+        if let (Some(m), Some(x)) = (m.as_object_mut(), extra.as_object()) {
+            m.extend(x.clone());
+        }
+        m
+    };
+    // 1. h3's subject: a permissions violation, nothing enters the stream.
+    let r = publish_as(&n, "h1", "peerspool.msg.h2.h3", msg("as-h3", serde_json::json!({"src": "h3"})));
+    assert!(r.is_err(), "h1 published as h3");
+    // 2. h1's own subject, the payload claiming h3 three ways.
+    publish_as(&n, "h1", "peerspool.msg.h2.h1", msg("src-h3", serde_json::json!({"src": "h3"}))).expect("own subject");
+    publish_as(&n, "h1", "peerspool.msg.h2.h1", msg("sender-h3", serde_json::json!({"sender": "x@h3"}))).expect("own subject");
+    publish_as(&n, "h1", "peerspool.msg.h2.h1", msg("from-h3", serde_json::json!({"from": "x@h3"}))).expect("own subject");
+    wait_for("h2 judged all three", Duration::from_secs(60), || bridge_in(&h2).len() >= 4);
+    let errs = refusals(&h2);
+    assert!(errs.len() == 2 && errs.iter().any(|e| e.starts_with("source-mismatch: ")) && errs.iter().any(|e| e.starts_with("bad-payload: ")), "{errs:?}");
+    // What landed: the genuine one and the one whose payload said from x@h3,
+    // which is from x@h1 (the subject's host), nothing from h3.
+    assert_eq!(spool_ids(&h2, "b"), { let mut v = vec![first.clone(), "from-h3".to_string()]; v.sort(); v });
+    let task: serde_json::Value = serde_json::from_slice(&std::fs::read(h2.peer_dir("b").join("spool/new/from-h3.json")).expect("task")).expect("json");
+    assert_eq!((task["from"].as_str(), task["reply_to"].as_str()), (Some("x@h1"), Some("x@h1")));
+    assert!(!bridge_in(&h2).iter().any(|(id, _)| id == "as-h3"), "{:?}", bridge_in(&h2));
+    assert!(n.log().contains("Publish Violation - User \"h1\", Subject \"peerspool.msg.h2.h3\""), "the server's refusal: {}", n.log());
+    assert!(h1.daemon_running() && h2.daemon_running());
+}
