@@ -58,6 +58,7 @@ impl Host {
             in_reply_to: in_reply_to.map(str::to_string),
             hops: 0,
             origin: None,
+            notice: None,
             text: text.into(),
         };
         OutQueue::of(&self.root).enqueue(&self.root, &env).expect("enqueue");

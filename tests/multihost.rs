@@ -258,3 +258,49 @@ fn a_host_cannot_pose_as_another_through_the_daemons() {
     assert!(n.log().contains("Publish Violation - User \"h1\", Subject \"peerspool.msg.h2.h3\""), "the server's refusal: {}", n.log());
     assert!(h1.daemon_running() && h2.daemon_running());
 }
+
+/// `send b@h2 --wait` on h1, for a task h2's daemon rejects (larger than
+/// h2's PEERSPOOL_MAX_BYTES): h2's verdict comes back through the bridge
+/// and the wait ends with exit 3 and the reason, not at its timeout.
+#[test]
+fn a_task_h2_fails_ends_send_wait_on_h1_with_exit_3() {
+    let n = Nats::start(&["h1", "h2"]);
+    let mut h1 = host(&n, "h1");
+    let mut h2 = host(&n, "h2");
+    h2.var("PEERSPOOL_MAX_BYTES", "1000");
+    h2.add_peer("b", &PeerOpts { reply: true, ..Default::default() });
+    h1.start_daemon();
+    h2.start_daemon();
+    let big = "x".repeat(3000);
+    let out = h1.run(&["send", "b@h2", "--wait", "--timeout", "120", &big]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("failed on h2 (b): too-large") && err.contains("peers/b/spool/failed/ on h2"), "{err}");
+    assert_eq!(h2.count("b", "spool/failed"), 1, "the task stays in h2's failed/");
+    assert!(h2.delivery().contains("event=verdict-sent") && h2.delivery().contains("to=tester@h1"), "{}", h2.delivery());
+    // The notice was consumed like a reply; a task b accepts still works.
+    assert_eq!(h1.ok(&["send", "b@h2", "--wait", "--timeout", "120", "small"]), "echo: small");
+}
+
+/// The loop guard on h2 cuts a conversation started on h1 (max_hops 0 on
+/// h2: b's reply is hop 1): the loop-limit notice goes back to h1, and
+/// `send --wait` there ends with exit 5.
+#[test]
+fn a_conversation_cut_on_h2_ends_send_wait_on_h1_with_exit_5() {
+    let n = Nats::start(&["h1", "h2"]);
+    let mut h1 = host(&n, "h1");
+    let mut h2 = host(&n, "h2");
+    h2.var("PEERSPOOL_MAX_HOPS", "0");
+    h2.add_peer("b", &PeerOpts { reply: true, ..Default::default() });
+    h1.start_daemon();
+    h2.start_daemon();
+    let out = h1.run(&["send", "b@h2", "--wait", "--timeout", "120", "ping"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("was stopped at hop 1 (max_hops 0) on h2: b wrote to tester@h1"), "{err}");
+    assert_eq!(h2.count("b", "outbox/failed"), 1, "b's reply stays in h2's outbox/failed/");
+    let failed = h2.peer_dir("b").join("outbox/failed");
+    let why: Vec<String> = std::fs::read_dir(&failed).expect("outbox/failed").filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".error")).map(|e| common::read(&e.path())).collect();
+    assert!(why.len() == 1 && why[0].contains("tester@h1 was told in inbox/tester/new/ on h1 (through the bridge)"), "{why:?}");
+    assert!(h2.delivery().contains("outcome=loop-limit hops=1 origin=tester@h1"), "{}", h2.delivery());
+}

@@ -103,10 +103,35 @@ pub fn send(root: &Root, me: &str, to: &super::address::Address, text: &str, top
         in_reply_to: None,
         hops: 0,
         origin: Some(format!("{from}@{me}")),
+        notice: None,
         text: text.into(),
     };
     OutQueue::of(root).enqueue(root, &env)?;
     Ok(id)
+}
+
+/// Queues a daemon's verdict for `to` on another host (its inbox there),
+/// from `sender` on this host `me`, and wakes the publisher. Idempotent:
+/// the same verdict queued again finds its file (also in `sent/`).
+#[allow(clippy::too_many_arguments)]
+pub fn queue_notice(root: &Root, me: &str, to: &str, sender: &str, id: String, in_reply_to: Option<String>, notice: super::envelope::Notice, text: String) -> Result<(), BridgeError> {
+    let env = Envelope {
+        v: 1,
+        id,
+        sender: sender.into(),
+        to: to.into(),
+        src: None,
+        reply_to: format!("{sender}@{me}"),
+        topic: None,
+        in_reply_to,
+        hops: 0,
+        origin: None,
+        notice: Some(notice),
+        text,
+    };
+    OutQueue::of(root).enqueue(root, &env)?;
+    super::kick_active();
+    Ok(())
 }
 
 /// The de-duplication id: the source host and the queue file's stem
@@ -295,6 +320,7 @@ mod tests {
             in_reply_to: None,
             hops: 0,
             origin: None,
+            notice: None,
             text: "hi".into(),
         }
     }

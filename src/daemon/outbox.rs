@@ -363,6 +363,7 @@ fn stage_remote(root: &Root, owner: &str, ob: &Queue, name: &str, msg: OutMsg, i
         in_reply_to: msg.in_reply_to.clone(),
         hops: chain.hops,
         origin: Some(qualify(&chain.origin)),
+        notice: None,
         text: msg.text.clone(),
     };
     match crate::bridge::outbound::OutQueue::of(root).enqueue(root, &env) {

@@ -24,7 +24,8 @@ pub enum Outcome {
     /// The loop guard stopped the conversation this task started before a
     /// reply came back: the daemon's notice.
     Stopped(InboxMsg),
-    /// The daemon moved the task to `failed/`; the `.error` line.
+    /// The daemon moved the task to `failed/`; the `.error` line (or, for
+    /// a task on another host, the text of that daemon's `task-failed` notice).
     Failed(String),
     /// The peer cannot be woken (wake failed, crash-loop, bad profile):
     /// the daemon's reason from its state. The task stays queued.
@@ -89,11 +90,17 @@ pub fn take_reply(new: &Path, id: &str, lim: &Limits) -> Option<Outcome> {
         let Ok(bytes) = spool::read_checked(&path, lim) else { continue };
         let Ok(m) = parse_inbox(&bytes) else { continue };
         let stopped = m.notice.as_deref() == Some(crate::daemon::hops::LOOP_LIMIT) && m.chain.as_deref() == Some(id);
+        // Another host failed the task: its daemon's verdict, sent back.
+        let failed = m.notice.as_deref() == Some(crate::bridge::envelope::TASK_FAILED) && m.in_reply_to.as_deref() == Some(id);
         if stopped || m.in_reply_to.as_deref() == Some(id) {
             let cur = new.with_file_name("cur");
             let _ = crate::root::mkdir_private(&cur);
             let _ = spool::move_to(new, &cur, &name);
-            return Some(if stopped { Outcome::Stopped(m) } else { Outcome::Reply(m) });
+            return Some(match (stopped, failed) {
+                (true, _) => Outcome::Stopped(m),
+                (_, true) => Outcome::Failed(m.text),
+                _ => Outcome::Reply(m),
+            });
         }
     }
     None
