@@ -61,8 +61,12 @@ impl Verdicts {
     /// The verdict, if the daemon has given one since `start`.
     fn check(&self, start: &BlockSnapshot) -> Option<Outcome> {
         let err = self.failed_dir.join(format!("{}.error", self.task_file));
+        // `spool::fail` creates the `.error` exclusively, then writes it:
+        // an empty one is still being written (its close wakes us again).
         if let Ok(reason) = std::fs::read_to_string(&err) {
-            return Some(Outcome::Failed(reason.trim().to_string()));
+            if !reason.trim().is_empty() {
+                return Some(Outcome::Failed(reason.trim().to_string()));
+            }
         }
         // A verdict only the operator can change ends a wait at once,
         // however old it is.
