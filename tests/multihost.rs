@@ -304,3 +304,21 @@ fn a_conversation_cut_on_h2_ends_send_wait_on_h1_with_exit_5() {
     assert!(why.len() == 1 && why[0].contains("tester@h1 was told in inbox/tester/new/ on h1 (through the bridge)"), "{why:?}");
     assert!(h2.delivery().contains("outcome=loop-limit hops=1 origin=tester@h1"), "{}", h2.delivery());
 }
+
+/// `a@h1` on h1 is `a` itself: from a's session (`send`) and in a's outbox
+/// (the router) it is refused like the bare name, never delivered to a.
+#[test]
+fn me_at_this_host_is_sending_to_oneself() {
+    let n = Nats::start(&["h1"]);
+    let mut h1 = host(&n, "h1");
+    h1.add_peer("a", &PeerOpts::default());
+    h1.start_daemon();
+    let out = h1.cmd(&["send", "a@h1", "hello me"]).env("PEERSPOOL_PEER", "a").output().expect("send");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains("cannot send to itself"), "{err}");
+    h1.drop_outbox("a", "0001-self.json", br#"{"to":"a@h1","text":"hello me"}"#);
+    let failed = h1.peer_dir("a").join("outbox/failed/0001-self.json.error");
+    wait_for("the router refuses it", Duration::from_secs(30), || failed.exists() && !common::read(&failed).is_empty());
+    assert!(common::read(&failed).starts_with("self-send: "), "{}", common::read(&failed));
+    assert_eq!(h1.count("a", "spool/new") + h1.count("a", "spool/cur") + h1.count("a", "spool/done"), 0, "nothing reached a");
+}

@@ -284,6 +284,8 @@ fn stage_one(
                 )))
             }
             Some(me) => match crate::bridge::address::parse(&msg.to) {
+                // `owner@<this host>` is the owner: refused like the bare name.
+                Some(a) if a.host.as_deref() == Some(me) && a.name == owner => return reject(Reject::SelfSend),
                 Some(a) if a.host.as_deref() == Some(me) => msg.to = a.name,
                 _ => return stage_remote(root, owner, ob, name, msg, id, me, guard),
             },
