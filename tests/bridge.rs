@@ -35,7 +35,12 @@ impl Host {
     async fn start(&mut self, n: &Nats, extra: &str) {
         let p = self.root.path.join("nats.toml");
         n.write_host_config(&self.name, &p, extra);
-        let cfg = config::parse_file(&p, &self.name).expect("config");
+        self.start_file(&p).await;
+    }
+
+    /// Starts with the configuration file at `p` (mode 0600).
+    async fn start_file(&mut self, p: &std::path::Path) {
+        let cfg = config::parse_file(p, &self.name).expect("config");
         let log = Arc::new(peerspool::logfmt::Log::new(self.root.log_dir().join("delivery.log"), 50 << 20, 2));
         self.bridge = Some(Bridge::start(self.root.clone(), cfg, log).await.expect("bridge start"));
     }
@@ -58,6 +63,7 @@ impl Host {
             in_reply_to: in_reply_to.map(str::to_string),
             hops: 0,
             origin: None,
+            notice: None,
             text: text.into(),
         };
         OutQueue::of(&self.root).enqueue(&self.root, &env).expect("enqueue");
@@ -207,5 +213,80 @@ async fn a_host_cannot_publish_as_another() {
     let info = st.info().await.expect("info").clone();
     assert_eq!(info.state.messages, 0, "everything acknowledged or terminated");
     assert!(!n.log().is_empty());
+    h2.stop().await;
+}
+
+/// Runs `openssl` with `args` in `dir`; panics with its stderr on failure.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (apt-get install openssl)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A test CA and a server certificate for 127.0.0.1 signed by it (a
+/// self-signed CA certificate cannot itself serve as the server's: rustls
+/// refuses a CA certificate as an end entity).
+fn make_certs(dir: &std::path::Path) {
+    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=peerspool-test-ca"]);
+    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").expect("ext");
+    openssl(dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+}
+
+/// Over TLS (a `tls {}` block in nats-server.conf, the client trusting the
+/// test CA through `[tls] ca`): a message and its reply cross; a client
+/// that does not trust the CA is refused at the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_crosses_over_tls_and_an_untrusted_server_is_refused() {
+    let certs = tempfile::Builder::new().prefix("tls-").tempdir_in("/tmp").expect("tempdir");
+    make_certs(certs.path());
+    let c = |f: &str| certs.path().join(f).display().to_string();
+    let n = Nats::start_with(&["h1", "h2"], nats::password_user, &format!("tls {{ cert_file: \"{}\", key_file: \"{}\" }}\n", c("server.pem"), c("server.key")));
+    let trust = format!("[tls]\nrequired = true\nca = \"{}\"\n", c("ca.pem"));
+    let (mut h1, mut h2) = (host("h1", &[]), host("h2", &["b"]));
+    h1.start(&n, &trust).await;
+    h2.start(&n, &trust).await;
+    h1.send("0001", "script", "b@h2", "hello over tls", None);
+    let task = h2.spool_new("b").join("0001.json");
+    wait_for("the task on h2", Duration::from_secs(30), || task.exists()).await;
+    assert_eq!(json(&task)["from"].as_str(), Some("script@h1"));
+    h2.send("0002", "b", "script@h1", "reply over tls", Some("0001"));
+    let reply = h1.root.inbox("script").unwrap().join("new").join("0002.json");
+    wait_for("the reply on h1", Duration::from_secs(30), || reply.exists()).await;
+    assert!(n.log().contains("TLS required for client connections"), "the server ran with TLS: {}", n.log());
+    // Without the CA: the system roots do not know it, so no connection.
+    let p = h1.root.path.join("untrusting.toml");
+    n.write_host_config("h1", &p, "[tls]\nrequired = true\n");
+    let cfg = config::parse_file(&p, "h1").expect("config");
+    let r = async { peerspool::bridge::connect_options(&cfg, false).await?.connect(n.url()).await.map_err(|e| peerspool::bridge::BridgeError::Nats(e.to_string())) };
+    let r = tokio::time::timeout(Duration::from_secs(20), r).await.expect("a refusal, not a hang");
+    let err = r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("UnknownIssuer"), "connected without trusting the CA, or failed otherwise: {err:?}");
+    h1.stop().await;
+    h2.stop().await;
+}
+
+/// A host authenticated by an nkey (a user public key in nats-server.conf,
+/// its seed in `nkey_seed_file`, mode 0600) with the same permissions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_authenticated_by_nkeys_exchange_messages() {
+    let keys: Vec<(String, nkeys::KeyPair)> = ["h1", "h2"].iter().map(|h| (h.to_string(), nkeys::KeyPair::new_user())).collect();
+    let publics: std::collections::HashMap<String, String> = keys.iter().map(|(h, k)| (h.clone(), k.public_key())).collect();
+    let n = Nats::start_with(&["h1", "h2"], move |h| format!("{{ nkey: \"{}\", permissions: {} }}", publics[h], nats::host_permissions(h)), "");
+    let (mut h1, mut h2) = (host("h1", &[]), host("h2", &["b"]));
+    for (h, (name, kp)) in [&mut h1, &mut h2].into_iter().zip(&keys) {
+        use std::os::unix::fs::PermissionsExt;
+        let seed = h.root.path.join(format!("{name}.nk"));
+        std::fs::write(&seed, kp.seed().expect("seed")).expect("seed file");
+        std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let p = h.root.path.join("nats.toml");
+        std::fs::write(&p, format!("url = \"{}\"\nnkey_seed_file = \"{}\"\n", n.url(), seed.display())).expect("config");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        h.start_file(&p).await;
+    }
+    h1.send("0001", "script", "b@h2", "hello by nkey", None);
+    let task = h2.spool_new("b").join("0001.json");
+    wait_for("the task on h2", Duration::from_secs(30), || task.exists()).await;
+    assert_eq!(json(&task)["from"].as_str(), Some("script@h1"));
+    h1.stop().await;
     h2.stop().await;
 }

@@ -190,3 +190,135 @@ fn round_trip_figures() {
         println!("round trip {label}: n={rounds} p50={:.1} ms p99={:.1} ms", p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
     }
 }
+
+/// Publishes `payload` on `subject` with `host`'s credentials, as a
+/// process on that host could; Err is the server's refusal.
+fn publish_as(n: &Nats, host: &str, subject: &str, payload: serde_json::Value) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let c = async_nats::ConnectOptions::with_user_and_password(host.into(), nats::password(host))
+            .custom_inbox_prefix(format!("_INBOX_{host}"))
+            .connect(n.url())
+            .await
+            .map_err(|e| e.to_string())?;
+        let js = async_nats::jetstream::ContextBuilder::new().timeout(Duration::from_secs(5)).build(c);
+        let ack = js.publish(subject.to_string(), serde_json::to_vec(&payload).expect("json").into()).await.map_err(|e| e.to_string())?;
+        ack.await.map(|_| ()).map_err(|e| e.to_string())
+    })
+}
+
+fn refusals(e: &Env) -> Vec<String> {
+    let dir = e.root.join("bridge/refused");
+    let mut v: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|x| x.ok()).filter(|x| x.file_name().to_string_lossy().ends_with(".error")).map(|x| common::read(&x.path())).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// h1's credentials cannot make a message come from h3, through the two
+/// daemons: the server refuses h3's subject, and on h1's own subject a
+/// payload naming another host is refused or becomes h1's (MULTIHOST.md,
+/// security model).
+#[test]
+fn a_host_cannot_pose_as_another_through_the_daemons() {
+    let n = Nats::start(&["h1", "h2", "h3"]);
+    let mut h1 = host(&n, "h1");
+    let mut h2 = host(&n, "h2");
+    h2.add_peer("b", &PeerOpts::default());
+    h2.ok(&["stop", "b"]);
+    h1.start_daemon();
+    h2.start_daemon();
+    // A genuine message first: the stream and h2's consumer are up after it.
+    let first = h1.send("b@h2", "genuine");
+    wait_for("the genuine message on h2", Duration::from_secs(60), || written(&h2).contains(&first));
+    let msg = |id: &str, extra: serde_json::Value| {
+        let mut m = serde_json::json!({"v": 1, "id": id, "sender": "x", "to": "b@h2", "reply_to": "x@h1", "text": "forged?"});
+        if let (Some(m), Some(x)) = (m.as_object_mut(), extra.as_object()) {
+            m.extend(x.clone());
+        }
+        m
+    };
+    // 1. h3's subject: a permissions violation, nothing enters the stream.
+    let r = publish_as(&n, "h1", "peerspool.msg.h2.h3", msg("as-h3", serde_json::json!({"src": "h3"})));
+    assert!(r.is_err(), "h1 published as h3");
+    // 2. h1's own subject, the payload claiming h3 three ways.
+    publish_as(&n, "h1", "peerspool.msg.h2.h1", msg("src-h3", serde_json::json!({"src": "h3"}))).expect("own subject");
+    publish_as(&n, "h1", "peerspool.msg.h2.h1", msg("sender-h3", serde_json::json!({"sender": "x@h3"}))).expect("own subject");
+    publish_as(&n, "h1", "peerspool.msg.h2.h1", msg("from-h3", serde_json::json!({"from": "x@h3"}))).expect("own subject");
+    wait_for("h2 judged all three", Duration::from_secs(60), || bridge_in(&h2).len() >= 4);
+    let errs = refusals(&h2);
+    assert!(errs.len() == 2 && errs.iter().any(|e| e.starts_with("source-mismatch: ")) && errs.iter().any(|e| e.starts_with("bad-payload: ")), "{errs:?}");
+    // What landed: the genuine one and the one whose payload said from x@h3,
+    // which is from x@h1 (the subject's host), nothing from h3.
+    assert_eq!(spool_ids(&h2, "b"), { let mut v = vec![first.clone(), "from-h3".to_string()]; v.sort(); v });
+    let task: serde_json::Value = serde_json::from_slice(&std::fs::read(h2.peer_dir("b").join("spool/new/from-h3.json")).expect("task")).expect("json");
+    assert_eq!((task["from"].as_str(), task["reply_to"].as_str()), (Some("x@h1"), Some("x@h1")));
+    assert!(!bridge_in(&h2).iter().any(|(id, _)| id == "as-h3"), "{:?}", bridge_in(&h2));
+    assert!(n.log().contains("Publish Violation - User \"h1\", Subject \"peerspool.msg.h2.h3\""), "the server's refusal: {}", n.log());
+    assert!(h1.daemon_running() && h2.daemon_running());
+}
+
+/// `send b@h2 --wait` on h1, for a task h2's daemon rejects (larger than
+/// h2's PEERSPOOL_MAX_BYTES): h2's verdict comes back through the bridge
+/// and the wait ends with exit 3 and the reason, not at its timeout.
+#[test]
+fn a_task_h2_fails_ends_send_wait_on_h1_with_exit_3() {
+    let n = Nats::start(&["h1", "h2"]);
+    let mut h1 = host(&n, "h1");
+    let mut h2 = host(&n, "h2");
+    h2.var("PEERSPOOL_MAX_BYTES", "1000");
+    h2.add_peer("b", &PeerOpts { reply: true, ..Default::default() });
+    h1.start_daemon();
+    h2.start_daemon();
+    let big = "x".repeat(3000);
+    let out = h1.run(&["send", "b@h2", "--wait", "--timeout", "120", &big]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("failed on h2 (b): too-large") && err.contains("peers/b/spool/failed/ on h2"), "{err}");
+    assert_eq!(h2.count("b", "spool/failed"), 1, "the task stays in h2's failed/");
+    assert!(h2.delivery().contains("event=verdict-sent") && h2.delivery().contains("to=tester@h1"), "{}", h2.delivery());
+    // The notice was consumed like a reply; a task b accepts still works.
+    assert_eq!(h1.ok(&["send", "b@h2", "--wait", "--timeout", "120", "small"]), "echo: small");
+}
+
+/// The loop guard on h2 cuts a conversation started on h1 (max_hops 0 on
+/// h2: b's reply is hop 1): the loop-limit notice goes back to h1, and
+/// `send --wait` there ends with exit 5.
+#[test]
+fn a_conversation_cut_on_h2_ends_send_wait_on_h1_with_exit_5() {
+    let n = Nats::start(&["h1", "h2"]);
+    let mut h1 = host(&n, "h1");
+    let mut h2 = host(&n, "h2");
+    h2.var("PEERSPOOL_MAX_HOPS", "0");
+    h2.add_peer("b", &PeerOpts { reply: true, ..Default::default() });
+    h1.start_daemon();
+    h2.start_daemon();
+    let out = h1.run(&["send", "b@h2", "--wait", "--timeout", "120", "ping"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("was stopped at hop 1 (max_hops 0) on h2: b wrote to tester@h1"), "{err}");
+    assert_eq!(h2.count("b", "outbox/failed"), 1, "b's reply stays in h2's outbox/failed/");
+    let failed = h2.peer_dir("b").join("outbox/failed");
+    let why: Vec<String> = std::fs::read_dir(&failed).expect("outbox/failed").filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".error")).map(|e| common::read(&e.path())).collect();
+    assert!(why.len() == 1 && why[0].contains("tester@h1 was told in inbox/tester/new/ on h1 (through the bridge)"), "{why:?}");
+    assert!(h2.delivery().contains("outcome=loop-limit hops=1 origin=tester@h1"), "{}", h2.delivery());
+}
+
+/// `a@h1` on h1 is `a` itself: from a's session (`send`) and in a's outbox
+/// (the router) it is refused like the bare name, never delivered to a.
+#[test]
+fn me_at_this_host_is_sending_to_oneself() {
+    let n = Nats::start(&["h1"]);
+    let mut h1 = host(&n, "h1");
+    h1.add_peer("a", &PeerOpts::default());
+    h1.start_daemon();
+    let out = h1.cmd(&["send", "a@h1", "hello me"]).env("PEERSPOOL_PEER", "a").output().expect("send");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains("cannot send to itself"), "{err}");
+    h1.drop_outbox("a", "0001-self.json", br#"{"to":"a@h1","text":"hello me"}"#);
+    let failed = h1.peer_dir("a").join("outbox/failed/0001-self.json.error");
+    wait_for("the router refuses it", Duration::from_secs(30), || failed.exists() && !common::read(&failed).is_empty());
+    assert!(common::read(&failed).starts_with("self-send: "), "{}", common::read(&failed));
+    assert_eq!(h1.count("a", "spool/new") + h1.count("a", "spool/cur") + h1.count("a", "spool/done"), 0, "nothing reached a");
+}

@@ -7,6 +7,7 @@
 //! its pid), and the `send alice` lines when no `claude` is on PATH.
 
 mod common;
+mod nats;
 use common::*;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -135,4 +136,41 @@ fn quick_start_ready_pattern_matches_root_and_user_prompts() {
         assert!(re.is_match(&format!("some output\n{prompt}")), "{pat:?} does not match {prompt:?}");
     }
     assert!(!re.is_match("bash-5.2$ echo running"), "not ready while a command line is typed");
+}
+
+/// The block under `## Several machines` that starts with ```` ```lang ````.
+fn several_machines_block(lang: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme.split("## Several machines").nth(1).and_then(|s| s.split("\n## ").next()).expect("a ## Several machines section");
+    section.split(&format!("```{lang}\n")).nth(1).and_then(|s| s.split("```").next()).unwrap_or_else(|| panic!("a {lang} block under ## Several machines")).to_string()
+}
+
+/// The README's nats.conf is one nats-server accepts, and it grants each
+/// host exactly the permissions the multi-host tests run with (which
+/// MULTIHOST.md documents); its nats.toml is one the bridge accepts.
+#[test]
+fn several_machines_configs_are_the_tested_ones() {
+    let conf = several_machines_block("conf");
+    let flat: String = conf.split_whitespace().collect();
+    for h in ["h1", "h2"] {
+        let want: String = nats::host_permissions(h).split_whitespace().collect();
+        let want = want.trim_start_matches('{').trim_end_matches('}');
+        assert!(flat.contains(want), "README's permissions for {h} differ from tests/nats/mod.rs:\n{want}\n{flat}");
+    }
+    if on_path("nats-server") {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("nats.conf");
+        std::fs::write(&f, conf.replace("/var/lib/nats/peerspool", &d.path().join("store").display().to_string())).unwrap();
+        let out = Command::new("nats-server").arg("-t").arg("-c").arg(&f).output().unwrap();
+        assert!(out.status.success(), "nats-server -t: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    } else {
+        eprintln!("readme: nats-server not on PATH; the README's nats.conf was compared, not loaded");
+    }
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("nats.toml");
+    std::fs::write(&f, several_machines_block("toml")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let c = peerspool::bridge::config::parse_file(&f, "h1").unwrap_or_else(|e| panic!("README's nats.toml: {e}"));
+    assert_eq!(c.url_redacted(), "nats://nats.example:4222");
 }

@@ -931,6 +931,13 @@ fn validate(root: &Value, s: &Value, v: &Value, at: &str, errs: &mut Vec<String>
                     }
                 }
             }
+            "minimum" => {
+                if let (Some(x), Some(m)) = (v.as_f64(), kw.as_f64()) {
+                    if x < m {
+                        errs.push(format!("{at}: {x} < {m}"));
+                    }
+                }
+            }
             "exclusiveMinimum" => {
                 if let (Some(x), Some(m)) = (v.as_f64(), kw.as_f64()) {
                     if x <= m {
@@ -1022,6 +1029,10 @@ fn schema_rules_match_the_code() {
     let defs = &task["$defs"];
     assert_eq!(defs["name"]["pattern"], "^[a-z0-9][a-z0-9_-]{0,62}$");
     assert_eq!(
+        defs["address"]["pattern"],
+        "^[a-z0-9][a-z0-9_-]{0,62}(@[a-z0-9][a-z0-9_-]{0,62})?$"
+    );
+    assert_eq!(
         defs["topic"]["maxLength"],
         peerspool::queue::format::MAX_TOPIC_CHARS as u64
     );
@@ -1041,6 +1052,7 @@ fn schema_rules_match_the_code() {
     assert_eq!(schema("peer")["additionalProperties"], false);
 
     let name = |s: &str| schema_errors(&defs["name"], &Value::String(s.into())).is_empty();
+    let address = |s: &str| schema_errors(&defs["address"], &Value::String(s.into())).is_empty();
     let id = |s: &str| schema_errors(&defs["id"], &Value::String(s.into())).is_empty();
     let text = |s: &str| schema_errors(&defs["text"], &Value::String(s.into())).is_empty();
 
@@ -1066,6 +1078,14 @@ fn schema_rules_match_the_code() {
         "é".repeat(201),
         " x ".into(),
         "a/b".into(),
+        "a@h1".into(),
+        "a@".into(),
+        "@h1".into(),
+        "a@b@c".into(),
+        "a@H1".into(),
+        "a@-h".into(),
+        format!("{}@{}", "x".repeat(63), "y".repeat(63)),
+        format!("a@{}", "y".repeat(64)),
     ];
     // Every character up to U+3100 covers all of Unicode White_Space and Cc.
     samples.extend(
@@ -1079,6 +1099,11 @@ fn schema_rules_match_the_code() {
             name(s),
             peerspool::queue::names::is_valid(s),
             "name pattern vs names::is_valid on {s:?}"
+        );
+        assert_eq!(
+            address(s),
+            peerspool::queue::names::is_address(s),
+            "address pattern vs names::is_address on {s:?}"
         );
         assert_eq!(
             id(s),

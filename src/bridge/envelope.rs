@@ -36,8 +36,34 @@ pub struct Envelope {
     pub hops: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// Set on a daemon's verdict for a message that came from another host
+    /// (the task failed there, or the loop guard cut its conversation): it
+    /// lands in the recipient's inbox, never a spool, so that no agent
+    /// answers it and the originator's `send --wait` ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<Notice>,
     pub text: String,
 }
+
+/// A verdict travelling back to its originator (spool-spec/MULTIHOST.md,
+/// verdicts across hosts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// `task-failed` or `loop-limit`.
+    pub kind: String,
+    /// The id of the conversation's first message: the task the waiter sent.
+    pub chain: String,
+    /// The message that failed or was not delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hops: Option<u32>,
+}
+
+/// The notice kinds a bridge accepts.
+pub const NOTICE_KINDS: [&str; 2] = [crate::daemon::hops::LOOP_LIMIT, TASK_FAILED];
+/// The notice that a task from another host failed on its host.
+pub const TASK_FAILED: &str = "task-failed";
 
 impl Envelope {
     /// Every rule the local formats enforce, so whatever lands in a spool
@@ -75,6 +101,14 @@ impl Envelope {
         if self.text.trim().is_empty() {
             return Err("field \"text\" is empty".into());
         }
+        if let Some(n) = &self.notice {
+            if !NOTICE_KINDS.contains(&n.kind.as_str()) {
+                return Err(format!("notice kind {:?} is not one of {NOTICE_KINDS:?}", n.kind.chars().take(40).collect::<String>()));
+            }
+            if !crate::queue::format::valid_id(&n.chain) || n.message.as_ref().is_some_and(|m| !crate::queue::format::valid_id(m)) {
+                return Err("notice chain or message is not a valid id".into());
+            }
+        }
         Ok(to)
     }
 
@@ -87,6 +121,19 @@ impl Envelope {
         let local = |s: &str| address::parse(s).map(|a| a.normalized(me).to_string()).unwrap_or_else(|| s.to_string());
         let reply_to = local(&self.reply_to);
         let origin = Some(self.origin.as_deref().map(local).unwrap_or_else(|| from.clone()));
+        if let Some(n) = &self.notice {
+            // The shape of the local loop-limit notice (daemon/hops.rs).
+            let mut m = serde_json::json!({
+                "v": 1, "id": self.id, "from": from, "to": to.name, "notice": n.kind, "chain": n.chain,
+                "hops": self.hops, "origin": origin, "text": self.text,
+            });
+            for (k, v) in [("in_reply_to", self.in_reply_to.clone().map(serde_json::Value::from)), ("message", n.message.clone().map(Into::into)), ("max_hops", n.max_hops.map(Into::into))] {
+                if let Some(v) = v {
+                    m[k] = v;
+                }
+            }
+            return serde_json::to_vec(&m).map_err(|e| e.to_string());
+        }
         let r = if to_peer {
             serde_json::to_vec(&Task {
                 v: 1,
@@ -143,6 +190,7 @@ mod tests {
             in_reply_to: None,
             hops: 0,
             origin: None,
+            notice: None,
             text: "hello".into(),
         }
     }
@@ -182,5 +230,17 @@ mod tests {
             assert!(err.contains(what), "{what}: {err}");
         }
         assert!(sample().validate().is_ok());
+        let mut n = sample();
+        n.notice = Some(Notice { kind: "rm -rf".into(), chain: "c".into(), message: None, max_hops: None });
+        assert!(n.validate().unwrap_err().contains("notice kind"));
+    }
+
+    #[test]
+    fn a_notice_becomes_an_inbox_notice_also_for_a_peer() {
+        let mut e = sample();
+        e.in_reply_to = Some("t1".into());
+        e.notice = Some(Notice { kind: TASK_FAILED.into(), chain: "t1".into(), message: Some("t1".into()), max_hops: None });
+        let m = crate::queue::format::parse_inbox(&e.to_local("h1", "h2", true).unwrap()).unwrap();
+        assert_eq!((m.notice.as_deref(), m.chain.as_deref(), m.in_reply_to.as_deref(), m.from.as_str()), (Some(TASK_FAILED), Some("t1"), Some("t1"), "script@h1"));
     }
 }

@@ -36,9 +36,11 @@ struct Dest {
     peer: bool,
 }
 
-fn dest_for(root: &Root, name: &str) -> Result<Result<Dest, Refusal>, BridgeError> {
+/// `inbox_only`: a notice goes to the inbox even of a peer (in its spool
+/// it would be a task, and an answer to it would restart the conversation).
+fn dest_for(root: &Root, name: &str, inbox_only: bool) -> Result<Result<Dest, Refusal>, BridgeError> {
     let refuse = |e: crate::Error| Ok(Err(Refusal::BadPayload(format!("recipient directory refused: {e}"))));
-    if root.is_peer(name) {
+    if !inbox_only && root.is_peer(name) {
         let p = root.peer(name)?;
         if let Err(e) = root.check_peer_dirs(&p) {
             return refuse(e);
@@ -174,7 +176,7 @@ fn stage_one(root: &Root, me: &str, a: &Arrival, i: usize) -> Result<Result<Stag
     if to.host.as_deref() != Some(me) {
         return refuse(Refusal::NotForUs { dst: to.host.unwrap_or_default() });
     }
-    let d = match dest_for(root, &to.name)? {
+    let d = match dest_for(root, &to.name, a.env.notice.is_some())? {
         Ok(d) => d,
         Err(r) => return refuse(r),
     };

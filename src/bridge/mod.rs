@@ -29,6 +29,40 @@ pub fn active_host() -> Option<&'static str> {
     ACTIVE_HOST.get().map(String::as_str)
 }
 
+/// The running bridge's wake-up, for the router in the same process: it
+/// lives beside `ACTIVE_HOST` because the router runs in the peer loops,
+/// which hold no handle on the bridge.
+static ACTIVE_KICK: std::sync::OnceLock<Arc<tokio::sync::Notify>> = std::sync::OnceLock::new();
+
+/// Wakes this process's publisher, if a bridge runs: the router calls it
+/// right after queueing a message for another host, so publishing starts
+/// at once rather than at the next safety re-list.
+pub fn kick_active() {
+    if let Some(k) = ACTIVE_KICK.get() {
+        k.notify_one();
+    }
+}
+
+/// Watches `bridge/out/new/` so a message queued by another process (the
+/// CLI's `send name@host` outside a session) wakes the publisher at once.
+/// A file counts when renamed in or closed after writing, as elsewhere in
+/// the daemon; any other event, an overflow or an error also wakes it (a
+/// spurious pass costs one directory listing).
+fn watch_queue(dir: &std::path::Path, kick: Arc<tokio::sync::Notify>) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let wake = match &res {
+            Ok(ev) => ev.need_rescan() || crate::daemon::watch::classify(&ev.kind).is_some_and(|c| c != crate::daemon::watch::Change::Gone),
+            Err(_) => true,
+        };
+        if wake {
+            kick.notify_one();
+        }
+    })?;
+    w.watch(dir, notify::RecursiveMode::NonRecursive)?;
+    Ok(w)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
     #[error("invalid {what} {name:?}: must be NAME or NAME@HOST, each matching ^[a-z0-9][a-z0-9_-]{{0,62}}$")]
@@ -106,6 +140,9 @@ pub struct Bridge {
     kick: Arc<tokio::sync::Notify>,
     status: Arc<Status>,
     client: async_nats::Client,
+    /// Kept alive while the bridge runs; None when the watch could not be
+    /// set up (the publisher then re-lists the queue often instead).
+    _watch: Option<notify::RecommendedWatcher>,
 }
 
 impl Bridge {
@@ -133,6 +170,16 @@ impl Bridge {
         let js = jetstream::ContextBuilder::new().timeout(Duration::from_secs(5)).build(client.clone());
         let (stop, rx) = tokio::sync::watch::channel(false);
         let kick = Arc::new(tokio::sync::Notify::new());
+        let _ = ACTIVE_KICK.set(kick.clone());
+        let queue = outbound::OutQueue::of(&root).new;
+        let watch = match watch_queue(&queue, kick.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(dir = %queue.display(), error = %e, "cannot watch the bridge queue: re-listing it every 250 ms instead");
+                None
+            }
+        };
+        let relist = if watch.is_some() { outbound::SAFETY_RELIST } else { Duration::from_millis(250) };
         let mut tasks = vec![];
         // The stream must exist before anything is published into it.
         let (js2, settings, st2, rx2) = (js.clone(), cfg.stream.clone(), status.clone(), rx.clone());
@@ -141,12 +188,12 @@ impl Bridge {
             if !ensure_stream(&js2, &settings, &st2, rx2.clone()).await {
                 return;
             }
-            outbound::run(js2, root2, host2, settings.prefix.clone(), st2, kick2, log2, rx2).await
+            outbound::run(js2, root2, host2, settings.prefix.clone(), st2, kick2, relist, log2, rx2).await
         }));
         let icfg = inbound::InboundCfg { me: cfg.host.clone(), prefix: cfg.stream.prefix.clone(), stream: cfg.stream.name.clone(), allow: cfg.allow_hosts.clone() };
         tasks.push(tokio::spawn(inbound::run(js.clone(), root.clone(), icfg, status.clone(), log.clone(), rx.clone())));
         tasks.push(tokio::spawn(report(js, root, cfg, status.clone(), rx)));
-        Ok(Bridge { stop, tasks, kick, status, client })
+        Ok(Bridge { stop, tasks, kick, status, client, _watch: watch })
     }
 
     /// Wakes the publisher now (a message was just queued in-process).

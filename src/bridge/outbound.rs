@@ -18,6 +18,11 @@ use std::time::Duration;
 /// the connection busy, few enough that a failure re-sends little.
 pub const PUBLISH_WINDOW: usize = 256;
 
+/// How often an idle publisher re-lists `bridge/out/new/` although nothing
+/// woke it: only a safety net for a lost watch event (the router kicks and
+/// the directory is watched), so slow enough that an idle daemon stays idle.
+pub const SAFETY_RELIST: Duration = Duration::from_secs(5);
+
 /// `bridge/out/{tmp,new,sent,failed}`: the same Maildir discipline as a
 /// peer's outbox, so an operator reads it the same way.
 #[derive(Debug, Clone)]
@@ -98,10 +103,35 @@ pub fn send(root: &Root, me: &str, to: &super::address::Address, text: &str, top
         in_reply_to: None,
         hops: 0,
         origin: Some(format!("{from}@{me}")),
+        notice: None,
         text: text.into(),
     };
     OutQueue::of(root).enqueue(root, &env)?;
     Ok(id)
+}
+
+/// Queues a daemon's verdict for `to` on another host (its inbox there),
+/// from `sender` on this host `me`, and wakes the publisher. Idempotent:
+/// the same verdict queued again finds its file (also in `sent/`).
+#[allow(clippy::too_many_arguments)]
+pub fn queue_notice(root: &Root, me: &str, to: &str, sender: &str, id: String, in_reply_to: Option<String>, notice: super::envelope::Notice, text: String) -> Result<(), BridgeError> {
+    let env = Envelope {
+        v: 1,
+        id,
+        sender: sender.into(),
+        to: to.into(),
+        src: None,
+        reply_to: format!("{sender}@{me}"),
+        topic: None,
+        in_reply_to,
+        hops: 0,
+        origin: None,
+        notice: Some(notice),
+        text,
+    };
+    OutQueue::of(root).enqueue(root, &env)?;
+    super::kick_active();
+    Ok(())
 }
 
 /// The de-duplication id: the source host and the queue file's stem
@@ -228,8 +258,9 @@ async fn settle(
     Ok(failure)
 }
 
-/// Drains the queue until `stop`: polls `new/` (cheap: one directory) and
-/// wakes at once when `kick` is notified by an in-process writer.
+/// Drains the queue until `stop`. Wakes at once when `kick` is notified
+/// (the router queued a message, or the watch on `new/` saw a file
+/// arrive); otherwise re-lists `new/` every `relist` as a safety net.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     js: jetstream::Context,
@@ -238,6 +269,7 @@ pub async fn run(
     prefix: String,
     status: Arc<Status>,
     kick: Arc<tokio::sync::Notify>,
+    relist: Duration,
     log: Arc<crate::logfmt::Log>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -250,7 +282,7 @@ pub async fn run(
             Ok(Pass::Drained(_)) => {
                 status.set_out_ok();
                 backoff = Duration::from_millis(100);
-                Duration::from_millis(50)
+                relist
             }
             Ok(Pass::Waiting(reason)) => {
                 status.set_out_waiting(&reason);
@@ -288,6 +320,7 @@ mod tests {
             in_reply_to: None,
             hops: 0,
             origin: None,
+            notice: None,
             text: "hi".into(),
         }
     }

@@ -213,7 +213,12 @@ fn send_remote(root: &Root, host: &str, to: &peerspool::bridge::address::Address
             eprintln!("{}", n.text.trim());
             Ok(EXIT_LOOP_STOPPED)
         }
-        Outcome::Failed(why) | Outcome::Blocked(why) => {
+        // The other host's verdict, sent back by its daemon.
+        Outcome::Failed(why) => {
+            eprintln!("peerspool: task {id} for {to} failed: {why}");
+            Ok(EXIT_TASK_FAILED)
+        }
+        Outcome::Blocked(why) => {
             eprintln!("peerspool: task {id}: {why}");
             Ok(1)
         }

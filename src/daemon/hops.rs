@@ -157,9 +157,13 @@ pub fn check(root: &Root, owner: &str, ob: &Queue, name: &str, msg: &OutMsg, id:
     let answered = msg.in_reply_to.as_deref().and_then(|x| lookup(root, owner, x));
     let chain = next(answered.as_ref(), owner, id);
     if over_limit(chain.hops, g.max_hops) {
+        let told = match chain.origin.split_once('@') {
+            Some((name, host)) => format!("in inbox/{name}/new/ on {host} (through the bridge)"),
+            None => format!("in inbox/{}/new/", chain.origin),
+        };
         let reason = format!(
-            "{LOOP_LIMIT}: hop {} of the conversation {} started by {} is past max_hops {}; {} was told in inbox/{}/new/",
-            chain.hops, chain.root, chain.origin, g.max_hops, chain.origin, chain.origin
+            "{LOOP_LIMIT}: hop {} of the conversation {} started by {} is past max_hops {}; {} was told {told}",
+            chain.hops, chain.root, chain.origin, g.max_hops, chain.origin
         );
         let notice = notify(root, owner, name, id, msg, &chain, g.max_hops)?;
         spool::fail(&ob.new, &ob.failed, name, &reason)?;
@@ -184,10 +188,10 @@ pub fn check(root: &Root, owner: &str, ob: &Queue, name: &str, msg: &OutMsg, id:
 /// originator is a peer, since a notice in a spool would be a task, and
 /// an agent answering it would start the conversation again.
 fn notify(root: &Root, owner: &str, name: &str, id: &str, msg: &OutMsg, chain: &Chain, max_hops: u32) -> Result<String> {
-    // An originator on another host has no inbox here; the cut is in this
-    // host's outbox/failed/ and log (spool-spec/MULTIHOST.md, loop guard).
+    // An originator on another host is told there, through the bridge
+    // (without one, the cut is in this host's outbox/failed/ and log).
     if chain.origin.contains('@') {
-        return Ok(String::new());
+        return Ok(crate::daemon::verdict::loop_limit(root, owner, id, &msg.to, chain, max_hops)?.unwrap_or_default());
     }
     let dir = root.inbox(&chain.origin)?;
     let (tmp, new) = (dir.join("tmp"), dir.join("new"));

@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod peer;
 pub mod sdnotify;
 pub mod state;
+pub mod verdict;
 pub mod watch;
 
 pub use dispatch::{run, run_blocking, ReadyHook, WATCH_FALLBACK};

@@ -284,6 +284,8 @@ fn stage_one(
                 )))
             }
             Some(me) => match crate::bridge::address::parse(&msg.to) {
+                // `owner@<this host>` is the owner: refused like the bare name.
+                Some(a) if a.host.as_deref() == Some(me) && a.name == owner => return reject(Reject::SelfSend),
                 Some(a) if a.host.as_deref() == Some(me) => msg.to = a.name,
                 _ => return stage_remote(root, owner, ob, name, msg, id, me, guard),
             },
@@ -363,10 +365,11 @@ fn stage_remote(root: &Root, owner: &str, ob: &Queue, name: &str, msg: OutMsg, i
         in_reply_to: msg.in_reply_to.clone(),
         hops: chain.hops,
         origin: Some(qualify(&chain.origin)),
+        notice: None,
         text: msg.text.clone(),
     };
     match crate::bridge::outbound::OutQueue::of(root).enqueue(root, &env) {
-        Ok(_) => {}
+        Ok(_) => crate::bridge::kick_active(),
         Err(crate::bridge::BridgeError::Refused(r)) => {
             spool::fail(&ob.new, &ob.failed, name, &Reject::BadDestination(r.clone()).to_string())?;
             return Ok(Err(Outcome::Rejected(r)));

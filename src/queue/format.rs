@@ -97,7 +97,7 @@ impl fmt::Display for Reject {
             TopicTooLong(n) => write!(f, "topic has {n} characters, limit {MAX_TOPIC_CHARS}"),
             BadVersion(v) => write!(f, "format version {v} is not supported (only 1)"),
             BadName { field, value } => {
-                write!(f, "field {field:?} value {value:?} does not match ^[a-z0-9][a-z0-9_-]{{0,62}}$")
+                write!(f, "field {field:?} value {value:?} is not NAME or NAME@HOST, each matching ^[a-z0-9][a-z0-9_-]{{0,62}}$")
             }
             BadId => write!(f, "field \"id\" must be 1-{MAX_ID_CHARS} printable characters without / or whitespace"),
             SelfSend => write!(f, "a peer may not send to itself"),

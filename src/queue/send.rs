@@ -76,8 +76,11 @@ pub fn outbox(root: &Root, owner: &str, m: &OutMsg) -> Result<String> {
     names::check_address("recipient", &m.to)?;
     check_text(&m.text)?;
     check_topic(&m.topic)?;
-    if m.to == owner {
-        return Err(Error::Usage(format!("peer {owner:?} cannot send to itself")));
+    // `owner@<this host>` is the owner too (MULTIHOST.md: the same as the
+    // bare name); the host is this machine's, whether a bridge runs or not.
+    let on_this_host = |h: &str| crate::bridge::address::this_host().is_ok_and(|me| me == h);
+    if m.to == owner || m.to.split_once('@').is_some_and(|(n, h)| n == owner && on_this_host(h)) {
+        return Err(Error::Usage(format!("peer {owner:?} cannot send to itself ({:?} is this peer)", m.to)));
     }
     let p = root.peer(owner)?;
     let name = unique_name();

@@ -24,7 +24,8 @@ pub enum Outcome {
     /// The loop guard stopped the conversation this task started before a
     /// reply came back: the daemon's notice.
     Stopped(InboxMsg),
-    /// The daemon moved the task to `failed/`; the `.error` line.
+    /// The daemon moved the task to `failed/`; the `.error` line (or, for
+    /// a task on another host, the text of that daemon's `task-failed` notice).
     Failed(String),
     /// The peer cannot be woken (wake failed, crash-loop, bad profile):
     /// the daemon's reason from its state. The task stays queued.
@@ -60,8 +61,12 @@ impl Verdicts {
     /// The verdict, if the daemon has given one since `start`.
     fn check(&self, start: &BlockSnapshot) -> Option<Outcome> {
         let err = self.failed_dir.join(format!("{}.error", self.task_file));
+        // `spool::fail` creates the `.error` exclusively, then writes it:
+        // an empty one is still being written (its close wakes us again).
         if let Ok(reason) = std::fs::read_to_string(&err) {
-            return Some(Outcome::Failed(reason.trim().to_string()));
+            if !reason.trim().is_empty() {
+                return Some(Outcome::Failed(reason.trim().to_string()));
+            }
         }
         // A verdict only the operator can change ends a wait at once,
         // however old it is.
@@ -89,11 +94,17 @@ pub fn take_reply(new: &Path, id: &str, lim: &Limits) -> Option<Outcome> {
         let Ok(bytes) = spool::read_checked(&path, lim) else { continue };
         let Ok(m) = parse_inbox(&bytes) else { continue };
         let stopped = m.notice.as_deref() == Some(crate::daemon::hops::LOOP_LIMIT) && m.chain.as_deref() == Some(id);
+        // Another host failed the task: its daemon's verdict, sent back.
+        let failed = m.notice.as_deref() == Some(crate::bridge::envelope::TASK_FAILED) && m.in_reply_to.as_deref() == Some(id);
         if stopped || m.in_reply_to.as_deref() == Some(id) {
             let cur = new.with_file_name("cur");
             let _ = crate::root::mkdir_private(&cur);
             let _ = spool::move_to(new, &cur, &name);
-            return Some(if stopped { Outcome::Stopped(m) } else { Outcome::Reply(m) });
+            return Some(match (stopped, failed) {
+                (true, _) => Outcome::Stopped(m),
+                (_, true) => Outcome::Failed(m.text),
+                _ => Outcome::Reply(m),
+            });
         }
     }
     None

@@ -47,16 +47,28 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
+/// A host's entry in the server's user list: a user with a password.
+pub fn password_user(host: &str) -> String {
+    format!("{{ user: \"{host}\", password: \"{}\", permissions: {} }}", password(host), host_permissions(host))
+}
+
 impl Nats {
     /// Starts a server whose users are `hosts` (plus `admin`).
     pub fn start(hosts: &[&str]) -> Nats {
+        Nats::start_with(hosts, password_user, "")
+    }
+
+    /// Starts a server whose users are `user(host)` for each of `hosts`
+    /// (plus `admin`), with `extra` added to its configuration (a `tls {}`
+    /// block, say).
+    pub fn start_with(hosts: &[&str], user: impl Fn(&str) -> String, extra: &str) -> Nats {
         let dir = tempfile::Builder::new().prefix("nats-").tempdir_in("/tmp").expect("tempdir");
         let users: Vec<String> = hosts
             .iter()
-            .map(|h| format!("    {{ user: \"{h}\", password: \"{}\", permissions: {} }}", password(h), host_permissions(h)))
+            .map(|h| format!("    {}", user(h)))
             .chain(std::iter::once("    { user: \"admin\", password: \"pw-admin\" }".to_string()))
             .collect();
-        let conf = format!("max_payload: 4194304\nauthorization {{\n  users = [\n{}\n  ]\n}}\n", users.join(",\n"));
+        let conf = format!("max_payload: 4194304\n{extra}authorization {{\n  users = [\n{}\n  ]\n}}\n", users.join(",\n"));
         std::fs::write(dir.path().join("nats.conf"), conf).expect("write nats.conf");
         let mut n = Nats { port: free_port(), dir, child: None, starts: 0 };
         n.spawn();

@@ -36,7 +36,17 @@ impl Peer {
     /// Moves a claimed task out of `cur/`; when that fails the queue stops
     /// (see `bookkeep`) with the reason in status and the log.
     pub(super) fn settle(&mut self, name: &str, s: Settle) -> bool {
-        let Err(why) = self.unsettled.settle(&self.spool, name, s) else { return true };
+        let reason = match &s {
+            Settle::Failed { reason } => Some(reason.clone()),
+            Settle::Done { .. } => None,
+        };
+        let Err(why) = self.unsettled.settle(&self.spool, name, s) else {
+            // A task from another host: its sender is told there.
+            if let Some(told) = reason.and_then(|r| crate::daemon::verdict::task_failed(&self.sh.root, &self.name, name, &r)) {
+                self.delivery(&[("event", "verdict-sent"), ("file", name), ("to", &told), ("notice", crate::bridge::envelope::TASK_FAILED)]);
+            }
+            return true;
+        };
         self.lifecycle(&[("event", "queue-stopped"), ("reason", &why)]);
         self.st.set_blocked(Some(&format!("queue stopped: {why}")));
         self.schedule(now_ms() + SETTLE_RETRY_MS);
