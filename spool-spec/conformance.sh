@@ -6,7 +6,7 @@
 # Outbox examples are judged with owner "alice". The binary is $PEERSPOOL_BIN,
 # default `peerspool` from PATH. Exit 0 when every example conforms.
 # File-level cases (symlink, FIFO, owner, links, mode, size) are not stored;
-# tests/spec_examples.rs builds them.
+# tests/spec_examples/ builds them.
 set -u
 BIN=${PEERSPOOL_BIN:-peerspool}
 EX=$(cd "$(dirname "$0")" && pwd)/examples

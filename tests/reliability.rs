@@ -290,7 +290,7 @@ fn hostile_files_are_failed_with_specific_reasons() {
         cases.push(("20-foreign.json", "foreign-owner"));
         true
     } else {
-        println!("not root: the foreign-owner case is covered by tests/spec_examples.rs only");
+        println!("not root: the foreign-owner case is covered by tests/spec_examples/ only");
         false
     };
     e.drop_raw("p", "99-good.json", br#"{"text":"still served"}"#);
