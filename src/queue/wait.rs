@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::queue::format::{parse_inbox, InboxMsg};
 use crate::queue::spool::{self, Limits};
 use notify::{RecursiveMode, Watcher};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
@@ -88,11 +89,19 @@ impl Verdicts {
 
 /// Finds, consumes (moves to `../cur/`) and returns the reply to `id`, or
 /// the loop guard's notice that the conversation `id` started was stopped.
-pub fn take_reply(new: &Path, id: &str, lim: &Limits) -> Option<Outcome> {
+/// `seen` holds the names already read and found to be something else: an
+/// inbox holding many unread replies is read once, not on every wake-up.
+fn take_reply(new: &Path, id: &str, lim: &Limits, seen: &mut HashSet<String>) -> Option<Outcome> {
     for name in spool::list(new).ok()? {
+        if seen.contains(&name) {
+            continue;
+        }
         let path = new.join(&name);
         let Ok(bytes) = spool::read_checked(&path, lim) else { continue };
-        let Ok(m) = parse_inbox(&bytes) else { continue };
+        let Ok(m) = parse_inbox(&bytes) else {
+            seen.insert(name);
+            continue;
+        };
         let stopped = m.notice.as_deref() == Some(crate::daemon::hops::LOOP_LIMIT) && m.chain.as_deref() == Some(id);
         // Another host failed the task: its daemon's verdict, sent back.
         let failed = m.notice.as_deref() == Some(crate::bridge::envelope::TASK_FAILED) && m.in_reply_to.as_deref() == Some(id);
@@ -106,6 +115,7 @@ pub fn take_reply(new: &Path, id: &str, lim: &Limits) -> Option<Outcome> {
                 _ => Outcome::Reply(m),
             });
         }
+        seen.insert(name);
     }
     None
 }
@@ -176,8 +186,9 @@ pub fn wait(inbox_dir: &Path, id: &str, timeout: Duration, verdicts: Option<&Ver
     let start = verdicts.map(Verdicts::snapshot).unwrap_or(None);
     let lim = Limits::default();
     let deadline = Instant::now() + timeout;
+    let mut seen = HashSet::new();
     loop {
-        if let Some(o) = take_reply(&new, id, &lim) {
+        if let Some(o) = take_reply(&new, id, &lim, &mut seen) {
             return Ok(o);
         }
         if let Some(o) = verdicts.and_then(|v| v.check(&start)) {
@@ -202,5 +213,35 @@ struct SignalsGuard(signal_hook::iterator::Handle);
 impl Drop for SignalsGuard {
     fn drop(&mut self) {
         self.0.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unread_replies_to_others_are_read_once_and_the_reply_is_taken() {
+        let d = tempfile::tempdir().unwrap();
+        let new = d.path().join("new");
+        crate::root::mkdir_private(&new).unwrap();
+        let put = |name: &str, in_reply_to: &str| {
+            let body = serde_json::json!({"v": 1, "id": name, "from": "a", "to": "ops", "in_reply_to": in_reply_to, "text": "t"});
+            spool::write_atomic(&d.path().join("tmp"), &new, &format!("{name}.json"), body.to_string().as_bytes()).unwrap();
+        };
+        crate::root::mkdir_private(&d.path().join("tmp")).unwrap();
+        for i in 0..3 {
+            put(&format!("other{i}"), "someone-else");
+        }
+        let (lim, mut seen) = (Limits::default(), HashSet::new());
+        assert!(take_reply(&new, "mine", &lim, &mut seen).is_none());
+        assert_eq!(seen.len(), 3, "each unrelated reply read once");
+        put("answer", "mine");
+        match take_reply(&new, "mine", &lim, &mut seen) {
+            Some(Outcome::Reply(m)) => assert_eq!(m.id, "answer"),
+            o => panic!("{o:?}"),
+        }
+        assert!(d.path().join("cur/answer.json").exists(), "consumed into cur/");
+        assert_eq!(spool::list(&new).unwrap().len(), 3, "the others stay unread");
     }
 }
