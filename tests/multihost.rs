@@ -97,16 +97,22 @@ fn send_many(h1: &Env, from: usize, count: usize) -> Vec<String> {
     (from..from + count).map(|i| h1.send("b@h2", &format!("message {i}"))).collect()
 }
 
-#[test]
-fn a_thousand_messages_arrive_exactly_once_in_order() {
-    let n = Nats::start(&["h1", "h2"]);
-    let mut h1 = host(&n, "h1");
-    let mut h2 = host(&n, "h2");
+/// h1 and h2 with their daemons running, and peer b on h2 stopped: the
+/// tasks stay in b's spool, where they can be counted.
+fn two_hosts_b_stopped(n: &Nats) -> (Env, Env) {
+    let mut h1 = host(n, "h1");
+    let mut h2 = host(n, "h2");
     h2.add_peer("b", &PeerOpts::default());
-    // Stopped: the tasks stay in b's spool, where they can be counted.
     h2.ok(&["stop", "b"]);
     h1.start_daemon();
     h2.start_daemon();
+    (h1, h2)
+}
+
+#[test]
+fn a_thousand_messages_arrive_exactly_once_in_order() {
+    let n = Nats::start(&["h1", "h2"]);
+    let (h1, mut h2) = two_hosts_b_stopped(&n);
     let t0 = Instant::now();
     let ids = send_many(&h1, 0, 1000);
     wait_for("1000 tasks on h2", Duration::from_secs(240), || written(&h2).len() >= 1000);
@@ -118,12 +124,7 @@ fn a_thousand_messages_arrive_exactly_once_in_order() {
 #[test]
 fn nats_killed_and_restarted_loses_nothing_and_duplicates_nothing() {
     let mut n = Nats::start(&["h1", "h2"]);
-    let mut h1 = host(&n, "h1");
-    let mut h2 = host(&n, "h2");
-    h2.add_peer("b", &PeerOpts::default());
-    h2.ok(&["stop", "b"]);
-    h1.start_daemon();
-    h2.start_daemon();
+    let (h1, mut h2) = two_hosts_b_stopped(&n);
     let mut ids = send_many(&h1, 0, 200);
     wait_for("the first tasks on h2", Duration::from_secs(60), || !written(&h2).is_empty());
     n.kill();
@@ -139,12 +140,7 @@ fn nats_killed_and_restarted_loses_nothing_and_duplicates_nothing() {
 #[test]
 fn the_receiving_daemon_killed_mid_stream_loses_nothing() {
     let n = Nats::start(&["h1", "h2"]);
-    let mut h1 = host(&n, "h1");
-    let mut h2 = host(&n, "h2");
-    h2.add_peer("b", &PeerOpts::default());
-    h2.ok(&["stop", "b"]);
-    h1.start_daemon();
-    h2.start_daemon();
+    let (h1, mut h2) = two_hosts_b_stopped(&n);
     let mut ids = send_many(&h1, 0, 300);
     wait_for("some tasks on h2", Duration::from_secs(60), || !written(&h2).is_empty());
     h2.kill_daemon(); // SIGKILL
@@ -223,12 +219,7 @@ fn refusals(e: &Env) -> Vec<String> {
 #[test]
 fn a_host_cannot_pose_as_another_through_the_daemons() {
     let n = Nats::start(&["h1", "h2", "h3"]);
-    let mut h1 = host(&n, "h1");
-    let mut h2 = host(&n, "h2");
-    h2.add_peer("b", &PeerOpts::default());
-    h2.ok(&["stop", "b"]);
-    h1.start_daemon();
-    h2.start_daemon();
+    let (h1, mut h2) = two_hosts_b_stopped(&n);
     // A genuine message first: the stream and h2's consumer are up after it.
     let first = h1.send("b@h2", "genuine");
     wait_for("the genuine message on h2", Duration::from_secs(60), || written(&h2).contains(&first));
