@@ -112,7 +112,7 @@ fn two_hosts_b_stopped(n: &Nats) -> (Env, Env) {
 #[test]
 fn a_thousand_messages_arrive_exactly_once_in_order() {
     let n = Nats::start(&["h1", "h2"]);
-    let (h1, mut h2) = two_hosts_b_stopped(&n);
+    let (h1, h2) = two_hosts_b_stopped(&n);
     let t0 = Instant::now();
     let ids = send_many(&h1, 0, 1000);
     wait_for("1000 tasks on h2", Duration::from_secs(240), || written(&h2).len() >= 1000);
@@ -124,7 +124,7 @@ fn a_thousand_messages_arrive_exactly_once_in_order() {
 #[test]
 fn nats_killed_and_restarted_loses_nothing_and_duplicates_nothing() {
     let mut n = Nats::start(&["h1", "h2"]);
-    let (h1, mut h2) = two_hosts_b_stopped(&n);
+    let (h1, h2) = two_hosts_b_stopped(&n);
     let mut ids = send_many(&h1, 0, 200);
     wait_for("the first tasks on h2", Duration::from_secs(60), || !written(&h2).is_empty());
     n.kill();
@@ -219,7 +219,7 @@ fn refusals(e: &Env) -> Vec<String> {
 #[test]
 fn a_host_cannot_pose_as_another_through_the_daemons() {
     let n = Nats::start(&["h1", "h2", "h3"]);
-    let (h1, mut h2) = two_hosts_b_stopped(&n);
+    let (h1, h2) = two_hosts_b_stopped(&n);
     // A genuine message first: the stream and h2's consumer are up after it.
     let first = h1.send("b@h2", "genuine");
     wait_for("the genuine message on h2", Duration::from_secs(60), || written(&h2).contains(&first));
