@@ -146,11 +146,14 @@ fn the_receiving_daemon_killed_mid_stream_loses_nothing() {
     h2.kill_daemon(); // SIGKILL
     ids.extend(send_many(&h1, 300, 100));
     h2.start_daemon();
-    wait_for("all 400 on h2", Duration::from_secs(120), || written(&h2).len() >= 400);
-    // Written once each; a message whose file was durable but whose ack
-    // died with the daemon comes again and is logged as a duplicate.
-    assert_eq!(written(&h2), ids);
-    assert_eq!(spool_ids(&h2, "b"), { let mut s = ids.clone(); s.sort(); s });
+    // Counted by the files: a message landed just before the SIGKILL may
+    // have lost its log line with the daemon; it comes again (its ack died
+    // too) and is logged as a duplicate, not written twice.
+    wait_for("all 400 on h2", Duration::from_secs(120), || spool_ids(&h2, "b").len() >= 400);
+    assert_eq!(spool_ids(&h2, "b"), { let mut s = ids.clone(); s.sort(); s }, "each once");
+    let landed = written(&h2);
+    let mut rest = ids.iter();
+    assert!(landed.iter().all(|w| rest.any(|i| i == w)), "landed in send order: {landed:?}");
     let dups: Vec<_> = bridge_in(&h2).into_iter().filter(|(_, o)| o == "duplicate").collect();
     assert!(dups.iter().all(|(i, _)| ids.contains(i)), "{dups:?}");
     eprintln!("redelivered after SIGKILL and recognised: {}", dups.len());
