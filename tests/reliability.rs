@@ -103,8 +103,14 @@ fn crash_burst(tasks: usize, kills: usize) {
     );
     assert_eq!(lost, 0, "lost tasks");
     assert_eq!(mangled, 0, "mangled deliveries");
-    assert!(seen.values().all(|&n| n <= 2), "a task delivered more than twice");
+    // At most one repeat per kill (SPEC: only a task in flight at a kill
+    // repeats): a task still in flight when the next daemon is killed too
+    // (its recovery paste, 250 ms after the start, in the kill window) is
+    // pasted once per kill, so a per-task bound of 2 is not the contract.
+    let worst = seen.values().copied().max().unwrap_or(0);
+    assert!(worst <= 1 + done_kills, "a task delivered {worst} times for {done_kills} kills");
     assert!(dup <= done_kills, "{dup} duplicates for {done_kills} kills: only in-flight tasks may repeat");
+    println!("crash burst: most deliveries of one task: {worst}");
     assert!(order.windows(2).all(|w| w[0] < w[1]), "first deliveries out of order");
     for sub in ["spool/tmp", "spool/cur", "spool/failed", "spool/new"] {
         assert_eq!(names_in(&e.peer_dir("w").join(sub)), Vec::<String>::new(), "{sub} not empty");
