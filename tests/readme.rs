@@ -56,7 +56,7 @@ fn run_quick_start(e: &mut Env) {
     let user = e.user;
     let bash = |line: &str| {
         let mut c = Command::new("bash");
-        c.args(["-c", line]).env("HOME", &home).env("PATH", &path).env("PEERSPOOL_HOME", &root).env("USER", "tester").env_remove("PEERSPOOL_PEER").env_remove("TMUX");
+        c.args(["-c", line]).env("HOME", &home).env("PATH", &path).env("PEERSPOOL_HOME", &root).env("USER", "tester").env_remove("PEERSPOOL_PEER").env_remove("TMUX").env_remove("SHELL");
         if let Some((uid, gid)) = user {
             use std::os::unix::process::CommandExt;
             c.uid(uid).gid(gid);
@@ -79,6 +79,10 @@ fn run_quick_start(e: &mut Env) {
             // As after `cargo install`: the daemon and its sessions find
             // `peerspool` on PATH.
             e.var("PATH", &path);
+            // As under systemd (and CI): no `$SHELL`. tmux then took the
+            // account's login shell, `nologin` for `nobody`, and `-- bash`
+            // died at boot with status 1.
+            e.unset_var("SHELL");
             e.start_daemon();
             continue;
         }

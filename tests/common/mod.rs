@@ -15,6 +15,8 @@ pub struct Env {
     pub work: PathBuf,
     pub daemon: Option<Child>,
     pub vars: Vec<(String, String)>,
+    /// Removed from every command's environment (the daemon's too).
+    pub unset: Vec<String>,
     peers: Vec<String>,
     /// Run every command (the daemon too) as this uid and gid.
     pub user: Option<(u32, u32)>,
@@ -44,7 +46,7 @@ impl Env {
         let root = dir.path().join("root");
         let work = dir.path().join("work");
         std::fs::create_dir_all(&work).unwrap();
-        Env { root, work, dir, daemon: None, vars: vec![], peers: vec![], user: None }
+        Env { root, work, dir, daemon: None, vars: vec![], unset: vec![], peers: vec![], user: None }
     }
 
     /// Runs everything as `uid`:`gid` from now on (the harness must be
@@ -71,6 +73,11 @@ impl Env {
         }
     }
 
+    pub fn unset_var(&mut self, k: &str) -> &mut Self {
+        self.unset.push(k.into());
+        self
+    }
+
     pub fn var(&mut self, k: &str, v: &str) -> &mut Self {
         self.vars.push((k.into(), v.into()));
         self
@@ -82,6 +89,9 @@ impl Env {
         self.as_us(&mut c);
         for (k, v) in &self.vars {
             c.env(k, v);
+        }
+        for k in &self.unset {
+            c.env_remove(k);
         }
         c
     }

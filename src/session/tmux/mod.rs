@@ -15,6 +15,7 @@ pub const TARGET: &str = "peer:0.0";
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 mod control;
+mod shell;
 use control::*;
 
 #[derive(Clone)]
@@ -218,11 +219,15 @@ impl Tmux {
             "set-option", "-g", "status", "off", ";",
             "set-option", "-g", "history-limit", "5000", ";",
             "set-option", "-g", "exit-empty", "off", ";",
-            "new-session", "-d", "-s", SESSION, "-x", "220", "-y", "50",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
+        // Before new-session: its one-word command runs through this shell.
+        args.extend(["set-option", "-g", "default-shell"].map(String::from));
+        args.push(shell::for_daemon().display().to_string());
+        args.push(";".into());
+        args.extend(["new-session", "-d", "-s", SESSION, "-x", "220", "-y", "50"].map(String::from));
         args.push("-c".into());
         args.push(l.cwd.display().to_string());
         for (k, v) in &l.env {
