@@ -362,7 +362,7 @@ fn setup_errors_are_configuration_not_deaths() {
     for (peer, want) in [("m", "program \"no-such-program-xyz\" not found on the daemon's PATH"), ("cl", "program \"/no/such/claude\" not found")] {
         let o = e.run(&["send", peer, "--wait", "--timeout", "60", "hello"]);
         let err = stderr(&o);
-        assert_eq!(o.status.code(), Some(4), "{err}");
+        assert_eq!(o.status.code(), Some(4), "{peer}: {:?} {err}", o.status);
         assert!(err.contains(want), "{err}");
         let st: serde_json::Value = serde_json::from_str(&e.ok(&["status", "--json"])).unwrap();
         let p = st["peers"].as_array().unwrap().iter().find(|p| p["name"] == peer).unwrap().clone();
