@@ -276,6 +276,34 @@ fn a_task_h2_fails_ends_send_wait_on_h1_with_exit_3() {
     assert_eq!(h1.ok(&["send", "b@h2", "--wait", "--timeout", "120", "small"]), "echo: small");
 }
 
+/// The same rejection while h2's `failed/` refuses the move: h2's queue
+/// stops; once `failed/` is usable again the task lands there and only
+/// then is the verdict sent, so h1's wait still ends with exit 3.
+#[test]
+fn a_rejection_settled_on_a_retry_still_tells_h1() {
+    let n = Nats::start(&["h1", "h2"]);
+    let mut h1 = host(&n, "h1");
+    let mut h2 = host(&n, "h2");
+    h2.var("PEERSPOOL_MAX_BYTES", "1000");
+    h2.add_peer("b", &PeerOpts { reply: true, ..Default::default() });
+    h1.start_daemon();
+    h2.start_daemon();
+    let frozen = common::Frozen::new(&h2.peer_dir("b").join("spool/failed"));
+    let big = "x".repeat(3000);
+    let wait = h1.cmd(&["send", "b@h2", "--wait", "--timeout", "60", &big]).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    wait_for("h2's queue stopped", Duration::from_secs(60), || h2.lifecycle().contains("peer=b event=queue-stopped"));
+    assert!(!h2.delivery().contains("event=verdict-sent"), "no verdict before the task is in failed/: {}", h2.delivery());
+    drop(frozen);
+    let out = wait.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("failed on h2 (b): too-large"), "{err}");
+    assert_eq!(h2.count("b", "spool/failed"), 1);
+    let log = h2.delivery();
+    assert!(log.contains("event=failed") && log.contains("event=verdict-sent") && log.contains("to=tester@h1"), "{log}");
+    assert!(h2.lifecycle().contains("peer=b event=queue-resumed"), "{}", h2.lifecycle());
+}
+
 /// The loop guard on h2 cuts a conversation started on h1 (max_hops 0 on
 /// h2: b's reply is hop 1): the loop-limit notice goes back to h1, and
 /// `send --wait` there ends with exit 5.

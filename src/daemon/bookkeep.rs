@@ -79,17 +79,22 @@ impl Unsettled {
         self.tasks.is_empty()
     }
 
-    /// Tries every kept step again. `Ok`: all done now (the settled steps,
-    /// for the log); `Err`: the first that still fails, with its reason.
-    pub fn retry(&mut self, q: &Queue) -> Result<Vec<(String, Settle)>, String> {
+    /// Tries every kept step again, in name order, until one still fails.
+    /// Returns the steps settled now (for the log and a remote sender's
+    /// notice, also when a later one fails) and the first failure's reason.
+    pub fn retry(&mut self, q: &Queue) -> (Vec<(String, Settle)>, Result<(), String>) {
         let mut done = vec![];
+        let mut res = Ok(());
         while let Some((name, s)) = self.tasks.pop_first() {
-            // On failure the earlier ones are settled; the rest stay kept.
-            self.settle(q, &name, s.clone())?;
+            // On failure the step is kept again; the rest stay kept.
+            if let Err(why) = self.settle(q, &name, s.clone()) {
+                res = Err(why);
+                break;
+            }
             done.push((name, s));
         }
         self.persist();
-        Ok(done)
+        (done, res)
     }
 }
 
@@ -112,7 +117,8 @@ mod tests {
         let why = u.settle(&q, "t.json", Settle::Done { how: "delivered".into() }).unwrap_err();
         assert!(why.contains("done/"), "{why}");
         assert!(!u.is_empty());
-        assert!(u.retry(&q).is_err());
+        let (settled, res) = u.retry(&q);
+        assert!(settled.is_empty() && res.is_err());
         // Kept across a restart.
         let marks = d.path().join("unsettled.json");
         let mut u = Unsettled::load(marks.clone(), &q);
@@ -122,8 +128,38 @@ mod tests {
         assert!(q.cur.join("t.json").exists(), "still in cur/, held by the mark");
         std::fs::remove_file(&q.done).unwrap();
         std::fs::create_dir(&q.done).unwrap();
-        assert_eq!(u.retry(&q).unwrap().len(), 1);
+        let (settled, res) = u.retry(&q);
+        assert_eq!((settled.len(), res), (1, Ok(())));
         assert!(u.is_empty() && q.done.join("t.json").exists());
         assert!(!marks.exists(), "marks removed once settled");
+    }
+
+    /// A step settled before one that still fails is reported, so its log
+    /// line and a remote sender's notice are not lost with the failure.
+    #[test]
+    fn steps_settled_before_a_failing_one_are_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let r = crate::root::Root::new(d.path().join("r"));
+        r.ensure().unwrap();
+        let p = r.peer("w").unwrap();
+        r.ensure_peer_dirs(&p).unwrap();
+        let q = Queue::spool(&p);
+        for n in ["a.json", "b.json"] {
+            std::fs::write(q.cur.join(n), "{}").unwrap();
+        }
+        std::fs::remove_dir(&q.failed).unwrap();
+        std::fs::write(&q.failed, "not a directory").unwrap();
+        std::fs::remove_dir(&q.done).unwrap();
+        std::fs::write(&q.done, "not a directory").unwrap();
+        let mut u = Unsettled::default();
+        let rejected = Settle::Failed { reason: "too-large".into() };
+        assert!(u.settle(&q, "a.json", rejected.clone()).is_err());
+        assert!(u.settle(&q, "b.json", Settle::Done { how: "delivered".into() }).is_err());
+        std::fs::remove_file(&q.failed).unwrap();
+        std::fs::create_dir(&q.failed).unwrap();
+        let (settled, res) = u.retry(&q);
+        assert_eq!(settled, vec![("a.json".to_string(), rejected)]);
+        assert!(res.is_err_and(|why| why.contains("b.json")));
+        assert!(q.failed.join("a.json").exists() && q.cur.join("b.json").exists() && !u.is_empty());
     }
 }

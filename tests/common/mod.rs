@@ -294,6 +294,36 @@ impl Drop for Env {
     }
 }
 
+/// A directory nothing can be renamed into while it stays a private real
+/// directory (so only the rename fails, not the directory checks):
+/// immutable for root (who ignores modes), read-only otherwise. Undone on
+/// drop, so the test's directory can be removed even after a failure.
+pub struct Frozen(std::path::PathBuf);
+
+impl Frozen {
+    pub fn new(dir: &Path) -> Frozen {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let st = std::process::Command::new("chattr").arg("+i").arg(dir).status().expect("chattr");
+            assert!(st.success(), "chattr +i {} failed (needs ext4/xfs/btrfs)", dir.display());
+        } else {
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o500)).unwrap();
+        }
+        Frozen(dir.to_path_buf())
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        if unsafe { libc::geteuid() } == 0 {
+            let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+        } else {
+            let _ = std::fs::set_permissions(&self.0, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        }
+    }
+}
+
 pub fn signal(pid: u32, sig: i32) {
     // SAFETY: sends a signal to a child this harness spawned.
     unsafe {

@@ -36,15 +36,8 @@ impl Peer {
     /// Moves a claimed task out of `cur/`; when that fails the queue stops
     /// (see `bookkeep`) with the reason in status and the log.
     pub(super) fn settle(&mut self, name: &str, s: Settle) -> bool {
-        let reason = match &s {
-            Settle::Failed { reason } => Some(reason.clone()),
-            Settle::Done { .. } => None,
-        };
-        let Err(why) = self.unsettled.settle(&self.spool, name, s) else {
-            // A task from another host: its sender is told there.
-            if let Some(told) = reason.and_then(|r| crate::daemon::verdict::task_failed(&self.sh.root, &self.name, name, &r)) {
-                self.delivery(&[("event", "verdict-sent"), ("file", name), ("to", &told), ("notice", crate::bridge::envelope::TASK_FAILED)]);
-            }
+        let Err(why) = self.unsettled.settle(&self.spool, name, s.clone()) else {
+            self.tell_sender(name, &s);
             return true;
         };
         self.lifecycle(&[("event", "queue-stopped"), ("reason", &why)]);
@@ -53,27 +46,36 @@ impl Peer {
         false
     }
 
+    /// A task that came from another host was failed: its sender is told
+    /// there, also when the move to `failed/` succeeded only on a retry.
+    fn tell_sender(&mut self, name: &str, s: &Settle) {
+        let Settle::Failed { reason } = s else { return };
+        if let Some(told) = crate::daemon::verdict::task_failed(&self.sh.root, &self.name, name, reason) {
+            self.delivery(&[("event", "verdict-sent"), ("file", name), ("to", &told), ("notice", crate::bridge::envelope::TASK_FAILED)]);
+        }
+    }
+
     /// Whether the queue may go on: nothing unsettled, or all of it could be
     /// settled now.
     pub(super) fn queue_usable(&mut self) -> bool {
         if self.unsettled.is_empty() {
             return true;
         }
-        match self.unsettled.retry(&self.spool) {
-            Ok(done) => {
-                for (name, s) in done {
-                    if let Settle::Done { how } = s {
-                        self.delivery(&[("event", "done"), ("task", name.trim_end_matches(".json")), ("outcome", &how)]);
-                    }
-                }
-                self.lifecycle(&[("event", "queue-resumed")]);
-                self.st.set_blocked(None);
-                true
+        let (settled, res) = self.unsettled.retry(&self.spool);
+        for (name, s) in &settled {
+            let task = name.trim_end_matches(".json");
+            match s {
+                Settle::Done { how } => self.delivery(&[("event", "done"), ("task", task), ("outcome", how)]),
+                Settle::Failed { reason } => self.delivery(&[("event", "failed"), ("task", task), ("reason", reason)]),
             }
-            Err(_) => {
-                self.schedule(now_ms() + SETTLE_RETRY_MS);
-                false
-            }
+            self.tell_sender(name, s);
         }
+        if res.is_err() {
+            self.schedule(now_ms() + SETTLE_RETRY_MS);
+            return false;
+        }
+        self.lifecycle(&[("event", "queue-resumed")]);
+        self.st.set_blocked(None);
+        true
     }
 }
