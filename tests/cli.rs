@@ -375,3 +375,28 @@ fn setup_errors_are_configuration_not_deaths() {
     assert_eq!(life.matches("peer=m event=wake-refused").count(), 1, "said once: {life}");
     assert_eq!(e.stop_daemon(), Some(0));
 }
+
+/// `send --wait` ending on a verdict at once, hundreds of times: none may
+/// die of a signal. signal-hook's close() marks its pipe closed before it
+/// writes the wake-up byte; the signal thread could drop the read end in
+/// that gap, and the write killed the CLI with SIGPIPE (exit 141, nothing
+/// on stderr), about once in 400 runs and in a clean-clone CI run.
+#[test]
+fn send_wait_never_dies_of_its_signal_pipe() {
+    let mut e = Env::new();
+    let w = e.work.display().to_string();
+    let o = e.run(&["peer", "add", "m", "--runtime", "command", "--cwd", &w, "--", "no-such-program-xyz"]);
+    assert!(stderr(&o).contains("not on PATH"), "{}", stderr(&o));
+    e.track_peer("m");
+    e.start_daemon();
+    let first = e.run(&["send", "m", "--wait", "--timeout", "60", "hello"]);
+    assert_eq!(first.status.code(), Some(4), "{}", stderr(&first));
+    let mut deaths = vec![];
+    for i in 0..400 {
+        let o = e.run(&["send", "m", "--wait", "--timeout", "60", &format!("t{i}")]);
+        if o.status.code() != Some(4) {
+            deaths.push(format!("{:?} {}", o.status, stderr(&o)));
+        }
+    }
+    assert!(deaths.is_empty(), "{} of 400 ended otherwise: {:?}", deaths.len(), &deaths[..deaths.len().min(3)]);
+}

@@ -175,13 +175,18 @@ pub fn wait(inbox_dir: &Path, id: &str, timeout: Duration, verdicts: Option<&Ver
         let handle = s.0.handle();
         // The loop keeps the signal pipe open until the guard closes it: a
         // thread that ended after the first signal would leave close()
-        // writing into a pipe with no reader (SIGPIPE).
-        std::thread::spawn(move || {
+        // writing into a pipe with no reader (SIGPIPE). The thread hands
+        // the signals (the pipe's read end) back instead of dropping them:
+        // close() marks them closed *before* it writes its wake-up byte,
+        // and a thread that saw the mark and closed the read end in that
+        // gap killed `send --wait` with SIGPIPE (about 1 run in 400).
+        let thread = std::thread::spawn(move || {
             for _ in s.0.forever() {
                 let _ = tx.send(Wake::Signal);
             }
+            s
         });
-        SignalsGuard(handle)
+        SignalsGuard(handle, Some(thread))
     });
     let start = verdicts.map(Verdicts::snapshot).unwrap_or(None);
     let lim = Limits::default();
@@ -207,12 +212,16 @@ pub fn wait(inbox_dir: &Path, id: &str, timeout: Duration, verdicts: Option<&Ver
     }
 }
 
-/// Unregisters the signal handlers when the wait ends.
-struct SignalsGuard(signal_hook::iterator::Handle);
+/// Unregisters the signal handlers when the wait ends: closes, then joins
+/// the thread, so the read end is dropped only after close() has written.
+struct SignalsGuard(signal_hook::iterator::Handle, Option<std::thread::JoinHandle<Interrupt>>);
 
 impl Drop for SignalsGuard {
     fn drop(&mut self) {
         self.0.close();
+        if let Some(t) = self.1.take() {
+            drop(t.join());
+        }
     }
 }
 
