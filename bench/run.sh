@@ -76,13 +76,15 @@ if [[ -n $criterion ]]; then
 fi
 # Cross-host round trip (issue 19): two daemons bridged by a real
 # nats-server on loopback, send --wait to b@h2 beside a local peer; skipped
-# without nats-server. The test prints p50/p99 of each (--quick: 30 rounds).
+# without nats-server. The test prints p50/p99 of each (--quick: 30 rounds),
+# then an idle daemon's CPU with its bridge connected beside one without.
 if [[ -z $run_multihost ]]; then
   :
 elif command -v nats-server >/dev/null 2>&1; then
   # Built first, outside the time bound: a cold release build alone can take it.
   cargo test --release --quiet --test multihost --no-run
-  ROUNDS=${ROUNDS:-$([[ -n $quick ]] && echo 30 || echo 50)} timeout 600 cargo test --release --quiet --test multihost round_trip_figures -- --ignored --nocapture 2>&1 | grep '^round trip' | tee "$out/multihost.txt"
+  ROUNDS=${ROUNDS:-$([[ -n $quick ]] && echo 30 || echo 50)} IDLE_SECS=${IDLE_SECS:-$([[ -n $quick ]] && echo 10 || echo 60)} \
+    timeout 900 cargo test --release --quiet --test multihost _figures -- --ignored --nocapture --test-threads 1 2>&1 | grep -E '^(round trip|idle daemon)' | tee "$out/multihost.txt"
 else
   echo "bench: nats-server not found (apt-get install nats-server): cross-host round trip skipped"
 fi

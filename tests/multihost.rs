@@ -190,6 +190,45 @@ fn round_trip_figures() {
     }
 }
 
+/// CPU seconds (user + system) the process `pid` has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = s.rfind(')').map_or("", |i| &s[i + 2..]);
+    let f: Vec<f64> = rest.split(' ').map(|x| x.parse().unwrap_or(0.0)).collect();
+    // SAFETY: sysconf has no preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / tck
+}
+
+/// bench/run.sh: what an idle daemon costs with its bridge connected,
+/// beside a daemon without a bridge in the same run (10 asleep peers each).
+#[test]
+#[ignore]
+fn idle_figures() {
+    let n = Nats::start(&["h1"]);
+    let mut bridged = host(&n, "h1");
+    let mut plain = Env::new();
+    for e in [&mut bridged, &mut plain] {
+        for i in 0..10 {
+            e.add_peer(&format!("p{i}"), &PeerOpts::default());
+        }
+        e.start_daemon();
+    }
+    wait_for("the bridge connected", Duration::from_secs(30), || bridged.ok(&["status"]).contains(": connected;"));
+    let secs: u64 = std::env::var("IDLE_SECS").ok().and_then(|r| r.parse().ok()).unwrap_or(30);
+    std::thread::sleep(Duration::from_secs(2));
+    let pids = [bridged.daemon.as_ref().unwrap().id(), plain.daemon.as_ref().unwrap().id()];
+    let before = pids.map(cpu_secs);
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let wall = t.elapsed().as_secs_f64();
+    let after = pids.map(cpu_secs);
+    for (i, label) in ["with the bridge connected", "without a bridge (baseline)"].iter().enumerate() {
+        let cpu = after[i] - before[i];
+        println!("idle daemon {label}: {:.3} % CPU ({cpu:.2} s in {wall:.0} s, 10 asleep peers)", cpu / wall * 100.0);
+    }
+}
+
 /// Publishes `payload` on `subject` with `host`'s credentials, as a
 /// process on that host could; Err is the server's refusal.
 fn publish_as(n: &Nats, host: &str, subject: &str, payload: serde_json::Value) -> Result<(), String> {
@@ -249,6 +288,12 @@ fn a_host_cannot_pose_as_another_through_the_daemons() {
     let task: serde_json::Value = serde_json::from_slice(&std::fs::read(h2.peer_dir("b").join("spool/new/from-h3.json")).expect("task")).expect("json");
     assert_eq!((task["from"].as_str(), task["reply_to"].as_str()), (Some("x@h1"), Some("x@h1")));
     assert!(!bridge_in(&h2).iter().any(|(id, _)| id == "as-h3"), "{:?}", bridge_in(&h2));
+    // Told: only the sender of the bad payload, on the subject's host h1;
+    // the forged source is refused before anything it claims is believed.
+    let log = common::read(&h2.root.join("log/bridge.log"));
+    let told: Vec<&str> = log.lines().filter(|l| l.contains("told=")).collect();
+    assert!(told.len() == 1 && told[0].contains("id=sender-h3") && told[0].contains("told=x@h1"), "{told:?}");
+    wait_for("the notice in x's inbox on h1", Duration::from_secs(60), || inbox_msgs(&h1, "x").iter().any(|m| m["in_reply_to"] == "sender-h3"));
     assert!(n.log().contains("Publish Violation - User \"h1\", Subject \"peerspool.msg.h2.h3\""), "the server's refusal: {}", n.log());
     assert!(h1.daemon_running() && h2.daemon_running());
 }
@@ -302,6 +347,31 @@ fn a_rejection_settled_on_a_retry_still_tells_h1() {
     let log = h2.delivery();
     assert!(log.contains("event=failed") && log.contains("event=verdict-sent") && log.contains("to=tester@h1"), "{log}");
     assert!(h2.lifecycle().contains("peer=b event=queue-resumed"), "{}", h2.lifecycle());
+}
+
+/// h2's bridge itself refuses a message from h1 (b's `spool/new` is a
+/// symbolic link there): the refusal is recorded on h2 and h1's waiter is
+/// told at once (exit 3, the reason), not left to its timeout.
+#[test]
+fn a_message_h2s_bridge_refuses_ends_send_wait_on_h1_with_exit_3() {
+    let n = Nats::start(&["h1", "h2"]);
+    let mut h1 = host(&n, "h1");
+    let mut h2 = host(&n, "h2");
+    h2.add_peer("b", &PeerOpts { reply: true, ..Default::default() });
+    let new = h2.peer_dir("b").join("spool/new");
+    std::fs::remove_dir(&new).unwrap();
+    let elsewhere = h2.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &new).unwrap();
+    h1.start_daemon();
+    h2.start_daemon();
+    let out = h1.run(&["send", "b@h2", "--wait", "--timeout", "60", "hello"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("refused by h2's bridge") && err.contains("recipient directory refused") && err.contains("bridge/refused/ on h2"), "{err}");
+    assert_eq!(bridge_in(&h2).iter().filter(|(_, o)| o == "refused").count(), 1, "{:?}", bridge_in(&h2));
+    assert!(common::read(&h2.root.join("log/bridge.log")).contains("told=tester@h1"));
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0, "nothing written through the link");
 }
 
 /// The loop guard on h2 cuts a conversation started on h1 (max_hops 0 on

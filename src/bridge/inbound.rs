@@ -308,7 +308,7 @@ async fn handle(root: &Root, cfg: &InboundCfg, log: &crate::logfmt::Log, msgs: V
     })
     .await
     .map_err(|e| BridgeError::Local(e.to_string()))?;
-    let (_arrivals, mut results) = landed;
+    let (arrivals, mut results) = landed;
     let mut results: Vec<Option<Result<Landed, BridgeError>>> = results.drain(..).map(Some).collect();
     let mut lines: Vec<Vec<(String, String)>> = vec![];
     let mut failure = None;
@@ -316,6 +316,8 @@ async fn handle(root: &Root, cfg: &InboundCfg, log: &crate::logfmt::Log, msgs: V
         let info = m.info().ok();
         let seq = info.as_ref().map(|i| i.stream_sequence).unwrap_or(0);
         let delivered = info.as_ref().map(|i| i.delivered).unwrap_or(1);
+        // Identified arrivals only: a refusal's sender is told (bounce).
+        let arrival = slot.as_ref().ok().map(|&k| &arrivals[k]);
         let outcome = match slot {
             Err(r) => Ok(Landed::Refused(r)),
             Ok(k) => results[k].take().unwrap_or_else(|| Err(BridgeError::Local("lost result".into()))),
@@ -332,7 +334,12 @@ async fn handle(root: &Root, cfg: &InboundCfg, log: &crate::logfmt::Log, msgs: V
             Ok(Landed::Refused(r)) => {
                 record_refusal(root, seq, &m.subject, &m.payload, &r)?;
                 m.ack_with(AckKind::Term).await.map_err(|e| BridgeError::Nats(e.to_string()))?;
-                lines.push(row("refused", "", &env, &src, seq, delivered, &r.to_string()));
+                let mut l = row("refused", "", &env, &src, seq, delivered, &r.to_string());
+                // Rare (h1 checks what it publishes): queued inline.
+                if let Some(told) = arrival.and_then(|a| super::bounce::tell(root, &cfg.me, &a.env, &a.src, &r)) {
+                    l.push(("told".into(), told));
+                }
+                lines.push(l);
             }
             Err(e) => {
                 // Not durable here: not acknowledged. The rest of the chunk

@@ -5,6 +5,7 @@
 //! or reads outboxes: the router hands it messages by `OutQueue::enqueue`.
 
 pub mod address;
+pub mod bounce;
 pub mod config;
 pub mod envelope;
 pub mod inbound;
