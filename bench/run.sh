@@ -84,7 +84,7 @@ elif command -v nats-server >/dev/null 2>&1; then
   # Built first, outside the time bound: a cold release build alone can take it.
   cargo test --release --quiet --test multihost --no-run
   ROUNDS=${ROUNDS:-$([[ -n $quick ]] && echo 30 || echo 50)} IDLE_SECS=${IDLE_SECS:-$([[ -n $quick ]] && echo 10 || echo 60)} \
-    timeout 900 cargo test --release --quiet --test multihost _figures -- --ignored --nocapture --test-threads 1 2>&1 | grep -E '^(round trip|idle daemon)' | tee "$out/multihost.txt"
+    timeout 900 cargo test --release --quiet --test multihost _figures -- --ignored --nocapture --test-threads 1 2>&1 | grep -oE '(round trip|idle daemon) .*' | tee "$out/multihost.txt"
 else
   echo "bench: nats-server not found (apt-get install nats-server): cross-host round trip skipped"
 fi

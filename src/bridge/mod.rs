@@ -234,10 +234,13 @@ async fn ensure_stream(js: &jetstream::Context, s: &config::StreamSettings, st: 
     }
 }
 
-/// Every second: queue depth, consumer lag, and the status file.
+/// Queue depth, consumer lag, and the status file: every second while they
+/// change, backing off to `status::REPORT_MAX` while they do not; any
+/// change the bridge's tasks make is written at once.
 async fn report(js: jetstream::Context, root: Root, cfg: Config, st: Arc<Status>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let q = outbound::OutQueue::of(&root);
     let name = subject::consumer_name(&cfg.host);
+    let mut wait = status::REPORT_MIN;
     loop {
         st.set_pending_out(q.pending());
         if js.client().connection_state() == async_nats::connection::State::Connected {
@@ -253,10 +256,16 @@ async fn report(js: jetstream::Context, root: Root, cfg: Config, st: Arc<Status>
                 }
             }
         }
-        st.publish();
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.changed() => return,
+        wait = status::next_report_wait(wait, st.publish());
+        let deadline = tokio::time::Instant::now() + wait;
+        // Changes from the other tasks are written as they come; the poll
+        // itself waits out `wait`.
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = st.changed.notified() => { st.publish(); }
+                _ = stop.changed() => return,
+            }
         }
     }
 }

@@ -1,11 +1,27 @@
 //! What the bridge reports: the link to NATS, each direction's state, the
 //! messages waiting to go out and those waiting to come in. The running
-//! bridge keeps it in memory and writes it to `state/bridge.json` every
-//! second, which `peerspool status` and `doctor` read (another process).
+//! bridge keeps it in memory and writes it to `state/bridge.json` when it
+//! changes, which `peerspool status` and `doctor` read (another process).
+//! The queue depth and consumer lag are polled every second while they
+//! move, less often (up to every 30 s) while nothing does: an idle daemon
+//! with a bridge wrote that file and asked NATS twice every second,
+//! 0.2 % CPU against 0.000 % without a bridge.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
+
+/// How often the reporter polls while the view keeps changing.
+pub const REPORT_MIN: Duration = Duration::from_secs(1);
+/// ... and at most this long apart while nothing changes.
+pub const REPORT_MAX: Duration = Duration::from_secs(30);
+
+/// The reporter's next wait: back to `REPORT_MIN` after a change, else
+/// twice the last, up to `REPORT_MAX`.
+pub fn next_report_wait(last: Duration, changed: bool) -> Duration {
+    if changed { REPORT_MIN } else { (last * 2).min(REPORT_MAX) }
+}
 
 /// One direction (or the connection as a whole).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +78,10 @@ impl View {
 pub struct Status {
     view: Mutex<View>,
     path: PathBuf,
+    /// The view last written (without its time), to write only changes.
+    written: Mutex<Option<View>>,
+    /// Woken by every change, so the file follows at once.
+    pub changed: tokio::sync::Notify,
 }
 
 impl Status {
@@ -78,12 +98,16 @@ impl Status {
             pid: std::process::id(),
             updated_ms: crate::daemon::state::now_ms(),
         };
-        Status { view: Mutex::new(view), path: file(root) }
+        Status { view: Mutex::new(view), path: file(root), written: Mutex::new(None), changed: tokio::sync::Notify::new() }
     }
 
     fn edit(&self, f: impl FnOnce(&mut View)) {
         let mut g = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        let before = g.clone();
         f(&mut g);
+        if *g != before {
+            self.changed.notify_one();
+        }
     }
 
     pub fn view(&self) -> View {
@@ -112,13 +136,20 @@ impl Status {
         self.edit(|v| v.lag_in = n);
     }
 
-    /// Writes the view for other processes (atomic replace).
-    pub fn publish(&self) {
+    /// Writes the view for other processes (atomic replace) when it
+    /// differs from the one last written; returns whether it did.
+    pub fn publish(&self) -> bool {
         let mut v = self.view();
+        let mut w = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if w.as_ref() == Some(&v) {
+            return false;
+        }
+        *w = Some(v.clone());
         v.updated_ms = crate::daemon::state::now_ms();
         if let Ok(b) = serde_json::to_vec_pretty(&v) {
             let _ = crate::daemon::state::replace_file(&self.path, &b);
         }
+        true
     }
 
     /// Marks the bridge stopped (the daemon is exiting).
@@ -165,5 +196,16 @@ mod tests {
         s.set_out_ok();
         s.set_lag_in(Some(0));
         assert!(s.view().line().contains(": connected; stream PEERSPOOL; pending out 3; lag in 0"), "{}", s.view().line());
+        assert!(s.publish(), "changed: written");
+        assert!(!s.publish(), "unchanged: not written again");
+        assert_eq!(read(&r).unwrap().lag_in, Some(0));
+    }
+
+    #[test]
+    fn the_reporter_slows_down_while_nothing_changes() {
+        let mut w = REPORT_MIN;
+        let waits: Vec<u64> = (0..7).map(|_| { w = next_report_wait(w, false); w.as_secs() }).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(next_report_wait(REPORT_MAX, true), REPORT_MIN);
     }
 }
