@@ -298,18 +298,24 @@ fn a_host_cannot_pose_as_another_through_the_daemons() {
     assert!(h1.daemon_running() && h2.daemon_running());
 }
 
+/// h1 and h2 running, h2's peer b taking tasks of up to 1000 bytes.
+fn two_hosts_b_takes_1000_bytes(n: &Nats) -> (Env, Env) {
+    let mut h1 = host(n, "h1");
+    let mut h2 = host(n, "h2");
+    h2.var("PEERSPOOL_MAX_BYTES", "1000");
+    h2.add_peer("b", &PeerOpts { reply: true, ..Default::default() });
+    h1.start_daemon();
+    h2.start_daemon();
+    (h1, h2)
+}
+
 /// `send b@h2 --wait` on h1, for a task h2's daemon rejects (larger than
 /// h2's PEERSPOOL_MAX_BYTES): h2's verdict comes back through the bridge
 /// and the wait ends with exit 3 and the reason, not at its timeout.
 #[test]
 fn a_task_h2_fails_ends_send_wait_on_h1_with_exit_3() {
     let n = Nats::start(&["h1", "h2"]);
-    let mut h1 = host(&n, "h1");
-    let mut h2 = host(&n, "h2");
-    h2.var("PEERSPOOL_MAX_BYTES", "1000");
-    h2.add_peer("b", &PeerOpts { reply: true, ..Default::default() });
-    h1.start_daemon();
-    h2.start_daemon();
+    let (h1, h2) = two_hosts_b_takes_1000_bytes(&n);
     let big = "x".repeat(3000);
     let out = h1.run(&["send", "b@h2", "--wait", "--timeout", "120", &big]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -327,12 +333,7 @@ fn a_task_h2_fails_ends_send_wait_on_h1_with_exit_3() {
 #[test]
 fn a_rejection_settled_on_a_retry_still_tells_h1() {
     let n = Nats::start(&["h1", "h2"]);
-    let mut h1 = host(&n, "h1");
-    let mut h2 = host(&n, "h2");
-    h2.var("PEERSPOOL_MAX_BYTES", "1000");
-    h2.add_peer("b", &PeerOpts { reply: true, ..Default::default() });
-    h1.start_daemon();
-    h2.start_daemon();
+    let (h1, h2) = two_hosts_b_takes_1000_bytes(&n);
     let frozen = common::Frozen::new(&h2.peer_dir("b").join("spool/failed"));
     let big = "x".repeat(3000);
     let wait = h1.cmd(&["send", "b@h2", "--wait", "--timeout", "60", &big]).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();

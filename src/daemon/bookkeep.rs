@@ -102,17 +102,26 @@ impl Unsettled {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_failed_step_is_kept_until_its_directory_is_usable() {
+    fn queue() -> (tempfile::TempDir, Queue) {
         let d = tempfile::tempdir().unwrap();
         let r = crate::root::Root::new(d.path().join("r"));
         r.ensure().unwrap();
         let p = r.peer("w").unwrap();
         r.ensure_peer_dirs(&p).unwrap();
-        let q = Queue::spool(&p);
+        (d, Queue::spool(&p))
+    }
+
+    /// A file where the directory was: every move into it fails.
+    fn unusable(dir: &std::path::Path) {
+        std::fs::remove_dir(dir).unwrap();
+        std::fs::write(dir, "not a directory").unwrap();
+    }
+
+    #[test]
+    fn a_failed_step_is_kept_until_its_directory_is_usable() {
+        let (d, q) = queue();
         std::fs::write(q.cur.join("t.json"), "{}").unwrap();
-        std::fs::remove_dir(&q.done).unwrap();
-        std::fs::write(&q.done, "not a directory").unwrap();
+        unusable(&q.done);
         let mut u = Unsettled::default();
         let why = u.settle(&q, "t.json", Settle::Done { how: "delivered".into() }).unwrap_err();
         assert!(why.contains("done/"), "{why}");
@@ -138,19 +147,12 @@ mod tests {
     /// line and a remote sender's notice are not lost with the failure.
     #[test]
     fn steps_settled_before_a_failing_one_are_reported() {
-        let d = tempfile::tempdir().unwrap();
-        let r = crate::root::Root::new(d.path().join("r"));
-        r.ensure().unwrap();
-        let p = r.peer("w").unwrap();
-        r.ensure_peer_dirs(&p).unwrap();
-        let q = Queue::spool(&p);
+        let (_d, q) = queue();
         for n in ["a.json", "b.json"] {
             std::fs::write(q.cur.join(n), "{}").unwrap();
         }
-        std::fs::remove_dir(&q.failed).unwrap();
-        std::fs::write(&q.failed, "not a directory").unwrap();
-        std::fs::remove_dir(&q.done).unwrap();
-        std::fs::write(&q.done, "not a directory").unwrap();
+        unusable(&q.failed);
+        unusable(&q.done);
         let mut u = Unsettled::default();
         let rejected = Settle::Failed { reason: "too-large".into() };
         assert!(u.settle(&q, "a.json", rejected.clone()).is_err());
