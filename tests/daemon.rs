@@ -284,3 +284,25 @@ fn sigterm_exits_zero_and_profile_reload_applies() {
     wait_for("reloaded", T, || e.lifecycle().contains("event=profile-reloaded"));
     assert_eq!(e.stop_daemon(), Some(0));
 }
+
+/// A daemon killed by SIGKILL leaves no tmux client behind. Its control
+/// client used to outlive it, still attached; when the next daemon reaped
+/// that session, tmux's server waited for the orphan forever (it had no
+/// reader for its output), refusing every new client with "server exited
+/// unexpectedly", so the peer could never be woken again.
+#[test]
+fn a_reap_after_a_daemon_sigkill_leaves_the_peer_wakeable() {
+    let mut e = Env::new();
+    // `cat` echoes the paste: output the orphan could never hand on.
+    e.add_peer("w", &PeerOpts { idle_secs: Some(5.0), argv: Some(vec!["cat".into()]), ..Default::default() });
+    e.start_daemon();
+    e.send("w", "first");
+    wait_for("first delivered", T, || e.delivery().contains("outcome=delivered"));
+    std::thread::sleep(Duration::from_secs(3));
+    e.kill_daemon();
+    e.start_daemon();
+    wait_for("idle reap", T, || e.lifecycle().contains("peer=w event=reap"));
+    e.send("w", "second");
+    wait_for("second delivered", T, || e.delivery().matches("outcome=delivered").count() == 2);
+    assert!(!e.lifecycle().contains("event=wake-failed"), "{}", e.lifecycle());
+}

@@ -51,6 +51,36 @@ pub(super) fn peer_status(root: &Root, name: &str) -> anyhow::Result<serde_json:
     }))
 }
 
+/// Every peer's status, in name order. Peers are read by a few threads at
+/// once: a live session's check is a tmux client process (~2 ms), so a
+/// thousand live peers took seconds one after another.
+fn gather(root: &Root, names: &[String]) -> anyhow::Result<Vec<serde_json::Value>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8) * 2;
+    if names.len() < 32 {
+        return names.iter().map(|n| peer_status(root, n)).collect();
+    }
+    // A shared cursor, not fixed chunks: live peers often sit together.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let read = || {
+        let mut got = vec![];
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(n) = names.get(i) else { return Ok::<_, anyhow::Error>(got) };
+            got.push((i, peer_status(root, n)?));
+        }
+    };
+    let mut all: Vec<(usize, serde_json::Value)> = std::thread::scope(|s| {
+        let parts: Vec<_> = (0..threads).map(|_| s.spawn(read)).collect();
+        let mut all = Vec::with_capacity(names.len());
+        for h in parts {
+            all.extend(h.join().map_err(|_| anyhow::anyhow!("a status reader panicked"))??);
+        }
+        Ok::<_, anyhow::Error>(all)
+    })?;
+    all.sort_unstable_by_key(|(i, _)| *i);
+    Ok(all.into_iter().map(|(_, v)| v).collect())
+}
+
 /// The session's turn and a task held for it, with ages.
 fn turn_json(t: &peerspool::daemon::state::TurnView, now: u64) -> serde_json::Value {
     let mut v = json!({"state": t.state, "for_secs": now.saturating_sub(t.since_ms) / 1000});
@@ -102,7 +132,7 @@ fn watch(root: &Root, a: &StatusArgs) -> anyhow::Result<i32> {
 fn render(root: &Root, as_json: bool) -> anyhow::Result<String> {
     use std::fmt::Write;
     let pid = peerspool::daemon::lock::running(root);
-    let peers = root.peer_names()?.iter().map(|n| peer_status(root, n)).collect::<anyhow::Result<Vec<_>>>()?;
+    let peers = gather(root, &root.peer_names()?)?;
     let mut o = String::new();
     if as_json {
         let bridge = pid.and_then(|_| peerspool::bridge::status::read(root));

@@ -399,8 +399,10 @@ impl Tmux {
         }
     }
 
+    /// Whether the session runs. A socket no server listens on (a server
+    /// that died) is told by a refused connect, without a tmux process.
     pub fn alive_blocking(&self) -> bool {
-        self.socket.exists()
+        std::os::unix::net::UnixStream::connect(&self.socket).is_ok()
             && std::process::Command::new(tmux_bin())
                 .arg("-S")
                 .arg(&self.socket)
