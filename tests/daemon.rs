@@ -2,6 +2,7 @@
 
 mod common;
 use common::*;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
@@ -305,4 +306,44 @@ fn a_reap_after_a_daemon_sigkill_leaves_the_peer_wakeable() {
     e.send("w", "second");
     wait_for("second delivered", T, || e.delivery().matches("outcome=delivered").count() == 2);
     assert!(!e.lifecycle().contains("event=wake-failed"), "{}", e.lifecycle());
+}
+
+/// A server already wedged when the daemon comes (an orphaned client from
+/// an older daemon, here a stopped one): told to exit, it waits for that
+/// client forever and refuses everyone else. The wake ends it and its
+/// clients, found by the peer's socket in their argv, and starts afresh.
+#[test]
+fn a_wedged_tmux_server_is_ended_and_the_peer_woken() {
+    let mut e = Env::new();
+    e.add_peer("w", &PeerOpts { argv: Some(vec!["cat".into()]), ..Default::default() });
+    let sock = e.socket("w");
+    std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
+    let tmux = |args: &[&str]| std::process::Command::new("tmux").arg("-S").arg(&sock).args(args).output().unwrap();
+    assert!(tmux(&["-f", "/dev/null", "new-session", "-d", "-s", "peer", "cat"]).status.success());
+    // Ended by its pid even when the test fails (a stopped client keeps
+    // the server it wedged).
+    struct Orphan(std::process::Child);
+    impl Drop for Orphan {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut orphan = Orphan(
+        std::process::Command::new("tmux")
+            .arg("-S").arg(&sock).args(["-C", "attach-session", "-t", "peer"])
+            .stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null())
+            .spawn().unwrap(),
+    );
+    wait_for("the client attached", T, || String::from_utf8_lossy(&tmux(&["list-clients"]).stdout).lines().count() == 1);
+    signal(orphan.0.id(), libc::SIGSTOP);
+    tmux(&["kill-server"]);
+    wait_for("the server wedged", T, || String::from_utf8_lossy(&tmux(&["list-sessions"]).stderr).contains("server exited unexpectedly"));
+    e.start_daemon();
+    e.send("w", "hello");
+    wait_for("delivered", T, || e.delivery().contains("outcome=delivered"));
+    assert!(!e.delivery().contains("outcome=wake-failed"), "{}", e.delivery());
+    let st = orphan.0.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(libc::SIGKILL), "the orphan was ended");
+    assert!(e.daemon_stderr().contains("ended it and its clients"), "{}", e.daemon_stderr());
 }

@@ -16,6 +16,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 mod control;
 mod shell;
+pub mod wedge;
 use control::*;
 
 #[derive(Clone)]
@@ -237,22 +238,40 @@ impl Tmux {
         args.push("--".into());
         args.extend(l.argv.iter().cloned());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut c = self.command(&refs);
-        c.env_remove("TMUX").env_remove("TMUX_PANE");
-        for (k, _) in std::env::vars_os() {
-            let Some(k) = k.to_str() else { continue };
-            let drop = l.env_remove.iter().any(|pat| match pat.strip_suffix('*') {
-                Some(prefix) => k.starts_with(prefix),
-                None => k == *pat,
-            });
-            if drop {
-                c.env_remove(k);
+        let command = || {
+            let mut c = self.command(&refs);
+            c.env_remove("TMUX").env_remove("TMUX_PANE");
+            for (k, _) in std::env::vars_os() {
+                let Some(k) = k.to_str() else { continue };
+                let drop = l.env_remove.iter().any(|pat| match pat.strip_suffix('*') {
+                    Some(prefix) => k.starts_with(prefix),
+                    None => k == *pat,
+                });
+                if drop {
+                    c.env_remove(k);
+                }
             }
+            for (k, v) in &l.env {
+                c.env(k, v);
+            }
+            c
+        };
+        match self.output(command(), None, "new-session").await {
+            Err(e) if e.to_string().contains(wedge::SYMPTOM) => {
+                // A wedged server holds the socket (see `wedge`): end it
+                // and its orphaned clients, then start once more.
+                let n = wedge::unwedge(&self.socket);
+                tracing::warn!(socket = %self.socket.display(), processes = n, "tmux server refused every client while exiting: ended it and its clients");
+                for _ in 0..50 {
+                    if self.remove_stale_socket(false) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                self.output(command(), None, "new-session").await.map(|_| ())
+            }
+            r => r.map(|_| ()),
         }
-        for (k, v) in &l.env {
-            c.env(k, v);
-        }
-        self.output(c, None, "new-session").await.map(|_| ())
     }
 
     pub async fn pane(&self) -> Option<Pane> {
@@ -341,6 +360,13 @@ impl Tmux {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Told to exit and still there: waiting for a client that never
+        // leaves (see `wedge`). It was asked to end; end it.
+        if self.server_may_run() && self.run(&["list-sessions"]).await.is_err_and(|e| e.to_string().contains(wedge::SYMPTOM)) {
+            let n = wedge::unwedge(&self.socket);
+            tracing::warn!(socket = %self.socket.display(), processes = n, "tmux server did not exit after kill-server: ended it and its clients");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         self.remove_stale_socket(true);
     }
