@@ -42,11 +42,20 @@ pub struct Pane {
 }
 
 impl Pane {
-    /// How the program ended, for logs: `status=N`, `signal=SIGKILL`.
+    /// Dead with neither status nor signal: tmux 3.3a does not record the
+    /// exit of a few percent of programs (seen for `exit 3` and SIGKILL
+    /// alike, never filled in later).
+    pub fn status_unknown(&self) -> bool {
+        self.dead && self.status.is_none() && self.signal.is_none()
+    }
+
+    /// How the program ended, for logs: `status=N`, `signal=SIGKILL`,
+    /// `status=unknown` (tmux did not record it), `gone` (no pane at all).
     pub fn exit(pane: Option<&Pane>) -> String {
         match pane {
             Some(Pane { signal: Some(n), .. }) => format!("signal={}", signal_name(*n)),
             Some(Pane { status: Some(s), .. }) => format!("status={s}"),
+            Some(p) if p.status_unknown() => "status=unknown".into(),
             _ => "gone".into(),
         }
     }
@@ -460,6 +469,10 @@ mod tests {
         let live = parse_pane("0|||77").unwrap();
         assert_eq!((live.dead, live.pid), (false, Some(77)));
         assert_eq!(Pane::exit(None), "gone");
+        // Dead, and tmux never recorded how: said so, not "gone".
+        let unrecorded = parse_pane("1|||4242\n").unwrap();
+        assert!(unrecorded.status_unknown() && !by_signal.status_unknown());
+        assert_eq!(Pane::exit(Some(&unrecorded)), "status=unknown");
     }
 
     #[test]
