@@ -291,11 +291,11 @@ fn sigterm_exits_zero_and_profile_reload_applies() {
     assert_eq!(e.stop_daemon(), Some(0));
 }
 
-/// A daemon killed by SIGKILL leaves no tmux client behind. Its control
-/// client used to outlive it, still attached; when the next daemon reaped
-/// that session, tmux's server waited for the orphan forever (it had no
-/// reader for its output), refusing every new client with "server exited
-/// unexpectedly", so the peer could never be woken again.
+/// A daemon killed by SIGKILL leaves its control client attached, with no
+/// reader for its output. When the next daemon reaped that session, tmux's
+/// server waited for the orphan forever, refusing every new client with
+/// "server exited unexpectedly", so the peer could never be woken again;
+/// now the reap ends the wedged server and the orphan (`wedge`).
 #[test]
 fn a_reap_after_a_daemon_sigkill_leaves_the_peer_wakeable() {
     let mut e = Env::new();

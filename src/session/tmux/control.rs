@@ -48,12 +48,13 @@ impl Control {
         c.arg("-S").arg(socket).args(["-C", "attach-session", "-t", SESSION]);
         c.env_remove("TMUX").env_remove("TMUX_PANE");
         c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true);
-        // A daemon killed by a signal drops nothing: the client would stay
-        // attached with no reader for its output, and tmux's server, told
-        // to exit later (a reap), waits for it forever and refuses every
-        // new client ("server exited unexpectedly"): the peer could never
-        // be woken again.
-        die_with_parent(&mut c);
+        // A daemon killed by a signal leaves this client attached with no
+        // reader for its output; told to exit later (a reap), tmux's server
+        // then waits for it forever: `wedge` ends both. Not PDEATHSIG as
+        // for paste clients: its pre_exec makes every spawn fork+exec, one
+        // more descriptor each, and under descriptor exhaustion that turned
+        // unanswered pane checks into false deaths (1 run in 6 of the
+        // tight-limit test).
         let mut child = c.spawn()?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(std::io::Error::other("control client without pipes"));
@@ -155,9 +156,8 @@ pub(super) fn quote_text(text: &str) -> Option<String> {
     Some(q)
 }
 
-/// A client must not outlive a killed daemon: a paste client's late paste
-/// would land after the next daemon has judged the screen, and merge with
-/// its own; an orphaned control client wedges the server (`connect`).
+/// A paste client must not outlive a killed daemon: its late paste would
+/// land after the next daemon has judged the screen, and merge with its own.
 #[cfg(target_os = "linux")]
 pub(super) fn die_with_parent(c: &mut tokio::process::Command) {
     // SAFETY: prctl is async-signal-safe and touches no Rust state.
