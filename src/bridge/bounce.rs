@@ -6,7 +6,7 @@
 //! (a forged or unknown source) tell nobody: the source is not trusted.
 
 use super::address;
-use super::envelope::{Envelope, Notice, TASK_FAILED};
+use super::envelope::Envelope;
 use super::subject::Refusal;
 use crate::root::Root;
 
@@ -31,19 +31,13 @@ pub fn tell(root: &Root, me: &str, env: &Envelope, src: &str, why: &Refusal) -> 
     }
     let recipient = env.recipient().filter(|n| crate::queue::names::is_valid(n)).unwrap_or_else(|| "bridge".into());
     let text = format!("peerspool: message {} to {} was refused by {me}'s bridge: {why}; it is kept in bridge/refused/ on {me}", env.id, env.to);
-    let notice = Notice { kind: TASK_FAILED.into(), chain: env.id.clone(), message: Some(env.id.clone()), max_hops: None };
-    match super::outbound::queue_notice(root, me, &to, &recipient, format!("{}~refused", env.id), Some(env.id.clone()), notice, text) {
-        Ok(()) => Some(to),
-        Err(e) => {
-            tracing::warn!(id = %env.id, to = %to, error = %e, "cannot queue the refusal notice");
-            None
-        }
-    }
+    super::outbound::queue_failure(root, me, to, &recipient, &env.id, env.id.clone(), "refused", text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bridge::envelope::{Notice, TASK_FAILED};
 
     fn env(sender: &str, reply_to: &str) -> Envelope {
         serde_json::from_value(serde_json::json!({

@@ -134,6 +134,23 @@ pub fn queue_notice(root: &Root, me: &str, to: &str, sender: &str, id: String, i
     Ok(())
 }
 
+/// Queues a `task-failed` notice about message `id` for `to` on another
+/// host, where its waiter matches it by `in_reply_to` (`send --wait` ends
+/// with exit 3). `tag` names the notice's own id (`<id>~<tag>`). Best
+/// effort: returns `to` for the log, or None (warned) when it cannot be
+/// queued; the local record of the failure stands either way.
+#[allow(clippy::too_many_arguments)]
+pub fn queue_failure(root: &Root, me: &str, to: String, sender: &str, id: &str, chain: String, tag: &str, text: String) -> Option<String> {
+    let notice = super::envelope::Notice { kind: super::envelope::TASK_FAILED.into(), chain, message: Some(id.to_string()), max_hops: None };
+    match queue_notice(root, me, &to, sender, format!("{id}~{tag}"), Some(id.to_string()), notice, text) {
+        Ok(()) => Some(to),
+        Err(e) => {
+            tracing::warn!(sender, message = id, to = %to, error = %e, "cannot queue the failure notice for another host");
+            None
+        }
+    }
+}
+
 /// The de-duplication id: the source host and the queue file's stem
 /// (id, sender and a hash of the bytes), so a re-publish of one message is
 /// dropped by the stream while two messages sharing an id are not.

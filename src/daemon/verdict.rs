@@ -36,14 +36,7 @@ pub fn task_failed(root: &Root, peer: &str, name: &str, reason: &str) -> Option<
     let failed = root.peer(peer).ok()?.spool_sub("failed").join(name);
     let (to, chain) = verdict_address(root, peer, &failed, id, me)?;
     let text = format!("peerspool: task {id} failed on {me} ({peer}): {reason}; see peers/{peer}/spool/failed/ on {me}");
-    let notice = Notice { kind: TASK_FAILED.into(), chain, message: Some(id.to_string()), max_hops: None };
-    match crate::bridge::outbound::queue_notice(root, me, &to, peer, format!("{id}~{TASK_FAILED}"), Some(id.to_string()), notice, text) {
-        Ok(()) => Some(to),
-        Err(e) => {
-            tracing::warn!(peer, task = id, to = %to, error = %e, "cannot queue the failure notice for another host");
-            None
-        }
-    }
+    crate::bridge::outbound::queue_failure(root, me, to, peer, id, chain, TASK_FAILED, text)
 }
 
 /// The loop guard cut message `id` of `owner` in a conversation started on

@@ -267,16 +267,8 @@ impl Tmux {
         };
         match self.output(command(), None, "new-session").await {
             Err(e) if e.to_string().contains(wedge::SYMPTOM) => {
-                // A wedged server holds the socket (see `wedge`): end it
-                // and its orphaned clients, then start once more.
-                let n = wedge::unwedge(&self.socket);
-                tracing::warn!(socket = %self.socket.display(), processes = n, "tmux server refused every client while exiting: ended it and its clients");
-                for _ in 0..50 {
-                    if self.remove_stale_socket(false) {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+                // A wedged server holds the socket: end it, start once more.
+                self.end_wedged("tmux server refused every client while exiting").await;
                 self.output(command(), None, "new-session").await.map(|_| ())
             }
             r => r.map(|_| ()),
@@ -373,11 +365,22 @@ impl Tmux {
         // Told to exit and still there: waiting for a client that never
         // leaves (see `wedge`). It was asked to end; end it.
         if self.server_may_run() && self.run(&["list-sessions"]).await.is_err_and(|e| e.to_string().contains(wedge::SYMPTOM)) {
-            let n = wedge::unwedge(&self.socket);
-            tracing::warn!(socket = %self.socket.display(), processes = n, "tmux server did not exit after kill-server: ended it and its clients");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.end_wedged("tmux server did not exit after kill-server").await;
         }
         self.remove_stale_socket(true);
+    }
+
+    /// Ends a wedged server and its clients (see `wedge`), then waits up
+    /// to a second for its socket to go stale, and removes it.
+    async fn end_wedged(&self, why: &str) {
+        let n = wedge::unwedge(&self.socket);
+        tracing::warn!(socket = %self.socket.display(), processes = n, "{why}: ended it and its clients");
+        for _ in 0..50 {
+            if self.remove_stale_socket(false) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn kill_server_blocking(&self) {
