@@ -26,8 +26,8 @@ impl Peer {
     pub(super) fn refuse_dirs(&mut self, why: String) {
         let why = format!("{REFUSED}{why}");
         if self.blocked_logged.as_deref() != Some(&why) {
-            self.lifecycle(&[("event", "peer-refused"), ("error", &why)]);
             self.st.set_blocked(Some(&why));
+            self.lifecycle(&[("event", "peer-refused"), ("error", &why)]);
             self.blocked_logged = Some(why);
         }
         self.schedule(now_ms() + SETTLE_RETRY_MS);
@@ -40,8 +40,8 @@ impl Peer {
             self.tell_sender(name, &s);
             return true;
         };
-        self.lifecycle(&[("event", "queue-stopped"), ("reason", &why)]);
         self.st.set_blocked(Some(&format!("queue stopped: {why}")));
+        self.lifecycle(&[("event", "queue-stopped"), ("reason", &why)]);
         self.schedule(now_ms() + SETTLE_RETRY_MS);
         false
     }

@@ -44,8 +44,9 @@ impl Peer {
         match reason {
             Some(r) => {
                 if self.blocked_logged.as_deref() != Some(&r) {
-                    self.lifecycle(&[("event", "wake-refused"), ("reason", &r)]);
+                    // State first: whoever reads the log line finds it in status.
                     self.st.set_blocked(Some(&r));
+                    self.lifecycle(&[("event", "wake-refused"), ("reason", &r)]);
                     self.blocked_logged = Some(r);
                 }
                 false
